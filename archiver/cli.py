@@ -1,0 +1,180 @@
+"""Command line: `archiver crawl | captures | check-config | demo`.
+
+Exit codes: 0 done (individual fetch failures are reported, not fatal), 1 the command could
+not run (storage not writable, index unreadable, ...), 2 bad config or usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .config import LoadedConfig, load_config
+from .errors import ArchiverError, ConfigError
+from .index import Index, row_to_public
+
+err_console = Console(stderr=True)
+# a summary piped to a file or CI log should not be squeezed into 80 columns
+out_console = Console() if Console().is_terminal else Console(width=160)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else (logging.INFO if verbose == 1 else logging.DEBUG)
+    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
+                        handlers=[RichHandler(console=err_console, show_path=False, markup=False)], force=True)
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _load(path: str) -> LoadedConfig:
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        for p in e.problems:
+            click.echo(str(p), err=True)
+        sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="archiver")
+def main() -> None:
+    """Archive what news outlets publish about your topics: WARC captures, text and provenance."""
+
+
+@main.command("check-config")
+@click.argument("config", type=click.Path(dir_okay=False))
+def check_config_cmd(config: str) -> None:
+    """Validate CONFIG; print 'ok' or every problem as FILE:LINE: key: what is wrong."""
+    try:
+        load_config(config)
+    except ConfigError as e:
+        for p in e.problems:
+            click.echo(str(p))
+        sys.exit(2)
+    click.echo("ok")
+
+
+def summary_table(result: "object") -> Table:
+    from .crawl import PassResult
+    assert isinstance(result, PassResult)
+    t = Table(title="archiving pass", title_justify="left")
+    cols = ["outlet", "discovered", "on-topic", "fetched", "archived", "skipped by robots", "failed",
+            "blocked", "already had"]
+    for c in cols:
+        t.add_column(c, justify="left" if c == "outlet" else "right")
+    totals = [0] * (len(cols) - 1)
+    for s in result.outlets:
+        vals = [s.discovered, s.on_topic, s.fetched, s.archived, s.robots, s.failed, s.blocked, s.skipped_known]
+        totals = [a + b for a, b in zip(totals, vals)]
+        t.add_row(s.outlet, *map(str, vals))
+    t.add_section()
+    t.add_row("total", *map(str, totals))
+    return t
+
+
+def crawl_and_report(cfg: LoadedConfig, outlets: tuple[str, ...] = (), show_progress: bool = True) -> int:
+    """Run one pass with a progress bar and print the summary; returns the exit code."""
+    from .crawl import run_pass
+
+    unknown = [o for o in outlets if o not in {x.name for x in cfg.config.outlets}]
+    if unknown:
+        click.echo(f"{cfg.path}: no outlet named {', '.join(map(repr, unknown))}", err=True)
+        return 2
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=err_console, transient=True,
+                        disable=not show_progress or not err_console.is_terminal)
+    task = progress.add_task("discovering and fetching", total=0)
+
+    def on_progress(event: str, advance: int, total: int) -> None:
+        if total:
+            progress.update(task, total=(progress.tasks[0].total or 0) + total)
+        if advance:
+            progress.advance(task, advance)
+
+    try:
+        with progress:
+            result = asyncio.run(run_pass(cfg, on_progress, list(outlets) or None))
+    except ArchiverError as e:
+        click.echo(f"archiver: the pass could not run: {e}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        click.echo("archiver: interrupted", err=True)
+        return 1
+    out_console.print(summary_table(result))
+    problems = [(s.outlet, s.errors) for s in result.outlets if s.errors]
+    if problems:
+        out_console.print("[bold]problems[/bold] (first of each outlet; all are in the index):")
+        for name, errors in problems:
+            more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+            out_console.print(f"  {name}: {errors[0]}{more}", markup=False, highlight=False)
+    out_console.print(f"storage root: {result.storage_root}", markup=False, highlight=False)
+    for f in result.warc_files:
+        out_console.print(f"  wrote {f}", markup=False, highlight=False)
+    return 0
+
+
+@main.command()
+@click.option("--config", "-c", "config", required=True, type=click.Path(dir_okay=False), help="YAML config file")
+@click.option("--outlet", "outlets", multiple=True, help="only this outlet (repeatable)")
+@click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
+@click.option("--no-progress", is_flag=True, help="no progress bar")
+def crawl(config: str, outlets: tuple[str, ...], verbose: int, no_progress: bool) -> None:
+    """Run one archiving pass over every outlet in the config."""
+    _setup_logging(verbose)
+    cfg = _load(config)
+    sys.exit(crawl_and_report(cfg, outlets, not no_progress))
+
+
+@main.command()
+@click.option("--config", "-c", "config", required=True, type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "table"]), default="table", show_default=True)
+@click.option("--outlet", default=None, help="only captures of this outlet")
+@click.option("--kind", default=None, help="article, feed, sitemap, page, search, robots, redirect")
+@click.option("--state", default=None, help="archived, off_topic, failed, robots, blocked")
+def captures(config: str, fmt: str, outlet: str | None, kind: str | None, state: str | None) -> None:
+    """List captures from the provenance index."""
+    cfg = _load(config)
+    try:
+        index = Index.open(cfg.storage_root, readonly=True)
+    except ArchiverError as e:
+        click.echo(f"archiver: {e}", err=True)
+        sys.exit(1)
+    with index:
+        rows = index.captures(outlet=outlet, kind=kind, state=state)
+        if fmt == "jsonl":
+            for row in rows:
+                sys.stdout.write(json.dumps(row_to_public(row), ensure_ascii=False, sort_keys=False) + "\n")
+            return
+        t = Table()
+        for c in ("id", "outlet", "kind", "state", "status", "fetched_at", "topics", "url"):
+            t.add_column(c, overflow="fold")
+        for row in rows:
+            t.add_row(str(row.id), row.outlet, row.kind, row.state, str(row.status or ""), row.fetched_at[:19],
+                      ",".join(row.topics), row.final_url or row.url)
+        out_console.print(t)
+
+
+@main.command()
+@click.option("--storage", type=click.Path(file_okay=False), default=None,
+              help="storage root for the demo archive (default: a new temporary folder)")
+@click.option("--serve-seconds", type=float, default=0, help="keep the sample outlet up this long afterwards")
+def demo(storage: str | None, serve_seconds: float) -> None:
+    """Archive a bundled sample outlet on 127.0.0.1, offline, and show where everything went."""
+    from .demo import run_demo
+
+    _setup_logging(0)
+    sys.exit(run_demo(Path(storage) if storage else None, serve_seconds))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,358 @@
+"""Load and validate the YAML config.
+
+Every problem is reported as ``FILE:LINE: key.path: what is wrong (got VALUE)``; all problems
+are collected, not just the first, so a user fixes a config in one round. Unknown keys are
+errors: a typo silently ignored would quietly change what gets archived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError, ConfigProblem
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STORAGE_ROOT = REPO_ROOT / "storage"
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6,
+               "mib": 2**20, "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_size(value: Any) -> int:
+    """'1 GB', '500MiB', 1000000 -> bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 1000000 or '1 GB'")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return int(value)
+    m = _SIZE_RE.match(str(value))
+    if not m or (m.group(2) or "").lower() not in _SIZE_UNITS:
+        raise ValueError("expected a size such as 1000000 or '1 GB'")
+    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()])
+
+
+def parse_duration(value: Any) -> float:
+    """'30m', '1h', '45s', 90 -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30, '45s', '30m' or '2h'")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return float(value)
+    m = _DURATION_RE.match(str(value))
+    if not m:
+        raise ValueError("expected a duration such as 30, '45s', '30m' or '2h'")
+    unit = m.group(2).lower() if m.group(2) else None
+    return float(m.group(1)) * _DURATION_UNITS[unit]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WarcSettings(_Model):
+    prefix: str = Field("archiver", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    rotate_size: int = 1_000_000_000
+    operator: str = ""
+    compress_level: int = Field(6, ge=1, le=9)
+
+    @field_validator("rotate_size", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> int:
+        return parse_size(v)
+
+    @field_validator("rotate_size")
+    @classmethod
+    def _min_rotate(cls, v: int) -> int:
+        if v < 1_000_000:
+            raise ValueError("must be at least 1 MB")
+        return v
+
+
+class StorageSettings(_Model):
+    root: str = str(DEFAULT_STORAGE_ROOT)
+    keep_off_topic: bool = False
+    warc: WarcSettings = WarcSettings()
+
+
+class FetchSettings(_Model):
+    user_agent: str = "archiver/0.1 (news archiving; operator contact not configured)"
+    concurrency: int = Field(16, ge=1, le=1024)
+    per_host_concurrency: int = Field(2, ge=1, le=64)
+    per_host_delay: float = Field(1.0, ge=0)
+    timeout: float = Field(30.0, gt=0)
+    max_body_bytes: int = 20_000_000
+    max_decoded_bytes: int = 50_000_000
+    max_redirects: int = Field(10, ge=0, le=50)
+    respect_robots: bool = True
+    allow_private_networks: bool = False
+    accept_encoding: str = "gzip, deflate"
+
+    @field_validator("max_body_bytes", "max_decoded_bytes", mode="before")
+    @classmethod
+    def _sizes(cls, v: Any) -> int:
+        return parse_size(v)
+
+    @field_validator("per_host_delay", "timeout", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @field_validator("max_body_bytes", "max_decoded_bytes")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1024:
+            raise ValueError("must be at least 1 KB")
+        return v
+
+
+class DiscoverSettings(_Model):
+    max_candidates_per_outlet: int = Field(5000, ge=1)
+    max_sitemaps_per_outlet: int = Field(50, ge=1)
+    max_age_days: Optional[float] = Field(None, gt=0)
+    follow_listing_pagination: bool = False
+
+
+class Topic(_Model):
+    name: str = Field(min_length=1, pattern=r"^[\w][\w .-]*$")
+    any: list[str] = []
+    all: list[str] = []
+    none: list[str] = []
+
+    @field_validator("any", "all", "none")
+    @classmethod
+    def _terms(cls, v: list[str]) -> list[str]:
+        for term in v:
+            if not str(term).strip():
+                raise ValueError("empty term")
+        return v
+
+    @model_validator(mode="after")
+    def _something(self) -> "Topic":
+        if not self.any and not self.all:
+            raise ValueError("a topic needs at least one term in 'any' or 'all'")
+        return self
+
+
+class Schedule(_Model):
+    every: Optional[float] = None
+    cron: Optional[str] = None
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _every(cls, v: Any) -> Optional[float]:
+        return None if v is None else parse_duration(v)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and len(v.split()) != 5:
+            raise ValueError("a cron expression has five fields: minute hour day month weekday")
+        return v
+
+    @model_validator(mode="after")
+    def _one(self) -> "Schedule":
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("give exactly one of 'every' or 'cron'")
+        if self.every is not None and self.every < 60:
+            raise ValueError("'every' must be at least 1 minute")
+        return self
+
+
+class Outlet(_Model):
+    name: str = Field(min_length=1, pattern=r"^[\w][\w .-]*$")
+    feeds: list[str] = []
+    sitemaps: list[str] = []
+    pages: list[str] = []
+    search: list[str] = []
+    topics: list[str] = []
+    schedule: Schedule = Schedule(every=1800)
+
+    @field_validator("feeds", "sitemaps", "pages")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for u in v:
+            if u == "auto":
+                continue
+            if not re.match(r"^https?://[^/\s]+", u):
+                raise ValueError(f"not an http(s) URL: {u!r}")
+        return v
+
+    @field_validator("search")
+    @classmethod
+    def _templates(cls, v: list[str]) -> list[str]:
+        for u in v:
+            if not re.match(r"^https?://[^/\s]+", u) or "{query}" not in u:
+                raise ValueError(f"a search template is an http(s) URL containing {{query}}: {u!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _sources(self) -> "Outlet":
+        if not (self.feeds or self.sitemaps or self.pages or self.search):
+            raise ValueError("an outlet needs at least one of feeds, sitemaps, pages or search")
+        if "auto" in self.feeds or "auto" in self.pages:
+            raise ValueError("'auto' is only valid in sitemaps")
+        return self
+
+
+class Config(_Model):
+    storage: StorageSettings = StorageSettings()
+    fetch: FetchSettings = FetchSettings()
+    discover: DiscoverSettings = DiscoverSettings()
+    topics: list[Topic] = Field(min_length=1)
+    outlets: list[Outlet] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cross(self) -> "Config":
+        names = [t.name for t in self.topics]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"topic names must be unique: {sorted(dup)}")
+        onames = [o.name for o in self.outlets]
+        dup = {n for n in onames if onames.count(n) > 1}
+        if dup:
+            raise ValueError(f"outlet names must be unique: {sorted(dup)}")
+        return self
+
+
+class LoadedConfig(BaseModel):
+    """A validated config plus where it came from; `sha256` goes into every WARC's warcinfo."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    path: Path
+    config: Config
+    sha256: str
+    storage_root: Path
+
+    def topics_for(self, outlet: Outlet) -> list[Topic]:
+        if not outlet.topics:
+            return list(self.config.topics)
+        return [t for t in self.config.topics if t.name in outlet.topics]
+
+
+# ----------------------------------------------------------------------------- line lookup
+
+def _node_line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int:
+    """Line (1-based) of the deepest YAML node along `loc`; for a missing key, its parent's."""
+    node = root
+    line = (root.start_mark.line + 1) if root is not None else 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == part:
+                    line, node = k.start_mark.line + 1, v  # a key is shown where it is written
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
+    cur = data
+    for part in loc:
+        try:
+            cur = cur[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return cur
+
+
+def _loc_path(data: Any, loc: tuple[Any, ...]) -> str:
+    """Dotted key path; list items are named by their `name` when they have one."""
+    out: list[str] = []
+    cur = data
+    for part in loc:
+        if isinstance(part, int):
+            item = cur[part] if isinstance(cur, list) and part < len(cur) else None
+            label = item.get("name") if isinstance(item, dict) else None
+            out[-1:] = [f"{out[-1] if out else ''}[{label if isinstance(label, str) else part}]"]
+        else:
+            out.append(str(part))
+        cur = _lookup(cur, (part,))
+    return ".".join(out) or "(top level)"
+
+
+def _problems_from_validation(file: str, root: yaml.Node | None, data: Any,
+                              err: ValidationError) -> list[ConfigProblem]:
+    problems = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = e["msg"].removeprefix("Value error, ")
+        value: Any = None
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+            value = None
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            value = _lookup(data, loc)
+            if isinstance(value, (dict, list)):
+                value = None
+        problems.append(ConfigProblem(file, _node_line(root, loc), _loc_path(data, loc), msg, value))
+    problems.sort(key=lambda p: p.line)
+    return problems
+
+
+def parse_config_text(text: str, file: str) -> Config:
+    """Validate YAML text; raises ConfigError listing every problem."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError([ConfigProblem(file, line, "(yaml)", f"not valid YAML: {problem}")]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(file, 1, "(top level)", "expected a mapping of settings",
+                                         type(data).__name__)])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_problems_from_validation(file, root, data, e)) from None
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Read, validate and resolve a config file. Relative storage roots resolve against its folder."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError([ConfigProblem(str(p), 0, "(file)", f"cannot read config: {e.strerror}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError([ConfigProblem(str(p), line, "(file)", "config is not UTF-8")]) from None
+    cfg = parse_config_text(text, str(p))
+    root = Path(cfg.storage.root).expanduser()
+    if not root.is_absolute():
+        root = (p.resolve().parent / root).resolve()
+    return LoadedConfig(path=p.resolve(), config=cfg, sha256=hashlib.sha256(raw).hexdigest(), storage_root=root)
+
+
+def check_config(path: str | Path) -> list[ConfigProblem]:
+    """Every problem in a config file; an empty list means it is usable."""
+    try:
+        load_config(path)
+    except ConfigError as e:
+        return e.problems
+    return []
+

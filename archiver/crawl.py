@@ -1,0 +1,429 @@
+"""One archiving pass: discover → filter → fetch → WARC → extract → provenance, per outlet.
+
+Order of durability for every capture: WARC records written and flushed, then text files
+written, then the index row committed. A crash between steps leaves at worst records
+without a row (found again by `fsck`), never a row pointing at nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import SOFTWARE, __version__
+from .blocked import block_reason
+from .config import LoadedConfig, Outlet
+from .decode import decode_text, maybe_gunzip
+from .discover import Candidate, DiscoveryError, listing_links, parse_feed, parse_sitemap, search_urls
+from .errors import BlockedByPolicy
+from .extract import Extraction, extract
+from .fetch import Fetcher, FetchResult, Response
+from .index import ARCHIVED, BLOCKED, DUPLICATE, FAILED, OFF_TOPIC, ROBOTS, CaptureRow, Index
+from .topics import TopicMatcher
+from .urls import slug
+from .warc import RecordRef, WarcWriter, sha1_b32
+
+log = logging.getLogger(__name__)
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+@dataclass
+class OutletStats:
+    outlet: str
+    discovered: int = 0
+    on_topic: int = 0
+    fetched: int = 0
+    archived: int = 0
+    robots: int = 0
+    failed: int = 0
+    blocked: int = 0
+    skipped_known: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in ("discovered", "on_topic", "fetched", "archived", "robots",
+                                               "failed", "blocked", "skipped_known")}
+
+
+@dataclass
+class PassResult:
+    outlets: list[OutletStats]
+    warc_files: list[str]
+    storage_root: Path
+
+
+Progress = Callable[[str, int, int], None]  # (event, advance, total-delta)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def warcinfo_fields(cfg: LoadedConfig) -> dict[str, str]:
+    f = cfg.config.fetch
+    return {
+        "software": SOFTWARE,
+        "operator": cfg.config.storage.warc.operator,
+        "hostname": socket.gethostname(),
+        "http-header-user-agent": f.user_agent,
+        "robots": "obey" if f.respect_robots else "ignore",
+        "isPartOf": "archiver",
+        "description": "news archiving pass",
+        "archiver-config-sha256": cfg.sha256,
+    }
+
+
+class Pass:
+    """State shared by the outlets of one pass: fetcher, WARC writer, index."""
+
+    def __init__(self, cfg: LoadedConfig, index: Index, progress: Progress | None = None):
+        self.cfg = cfg
+        self.index = index
+        self.root = cfg.storage_root
+        c = cfg.config
+        self.fetcher = Fetcher(c.fetch)
+        self.writer = WarcWriter(self.root, c.storage.warc.prefix, c.storage.warc.rotate_size,
+                                 warcinfo_fields(cfg), c.storage.warc.compress_level)
+        self.progress = progress or (lambda event, advance, total: None)
+        # final URLs archived in this pass: two candidates redirecting to one page give one capture
+        self.archived_final: set[str] = set()
+
+    async def aclose(self) -> None:
+        await self.fetcher.aclose()
+        self.writer.close()
+
+    # ------------------------------------------------------------------ archiving helpers
+
+    def _archive(self, resp: Response) -> tuple[RecordRef, RecordRef]:
+        return self.writer.write_exchange(resp.url, resp.started, resp.ip, resp.request_bytes, resp.raw,
+                                          resp.raw_length, resp.block_sha1, resp.payload_sha1, resp.truncated)
+
+    def _row_for(self, resp: Response, outlet: str, kind: str, state: str, pass_id: int,
+                 refs: tuple[RecordRef, RecordRef] | None, **extra: object) -> CaptureRow:
+        row = CaptureRow(outlet=outlet, kind=kind, state=state, url=resp.url, final_url=resp.url,
+                         status=resp.status, fetched_at=_iso(resp.started), pass_id=pass_id,
+                         payload_digest=sha1_b32(resp.payload_sha1), content_type=resp.content_type or None,
+                         truncated=resp.truncated, ip_address=resp.ip)
+        if refs is not None:
+            req, res = refs
+            row.warc_file, row.warc_offset, row.warc_length = res.warc_file, res.offset, res.length
+            row.warc_record_id, row.request_record_id = res.record_id, req.record_id
+        for k, v in extra.items():
+            setattr(row, k, v)
+        return row
+
+    def _archive_plain(self, resp: Response, outlet: str, kind: str, pass_id: int,
+                       via: Candidate | None = None) -> CaptureRow:
+        """Archive a discovery document or robots.txt and index it."""
+        refs = self._archive(resp)
+        self.writer.flush()
+        row = self._row_for(resp, outlet, kind, ARCHIVED, pass_id, refs)
+        if via is not None:
+            row.discovered_via_url, row.discovered_via_record_id = via.via_url, via.via_record_id
+        self.index.add(row)
+        return row
+
+    def _archive_robots(self, result: FetchResult, outlet: str, pass_id: int) -> None:
+        for r in result.robots:
+            self._archive_plain(r, outlet, "robots", pass_id)
+
+    def _fail(self, url: str, outlet: str, kind: str, pass_id: int, state: str, error: str | None,
+              via: Candidate | None = None, status: int | None = None) -> None:
+        row = CaptureRow(outlet=outlet, kind=kind, state=state, url=url, fetched_at=_now(), pass_id=pass_id,
+                         status=status, error=error)
+        if via is not None:
+            row.discovered_via_url, row.discovered_via_record_id = via.via_url, via.via_record_id
+        self.index.add(row)
+
+    # ------------------------------------------------------------------ discovery
+
+    async def _fetch_document(self, url: str, outlet: str, kind: str, pass_id: int,
+                              stats: OutletStats) -> tuple[Response, str] | None:
+        """Fetch and archive a discovery document; (final response, its record id) or None."""
+        result = await self.fetcher.fetch(url)
+        try:
+            self._archive_robots(result, outlet, pass_id)
+            for hop in result.hops[:-1]:
+                self._archive_plain(hop, outlet, "redirect", pass_id)
+            final = result.final
+            if result.error is not None or final is None:
+                err = result.error
+                state = ROBOTS if isinstance(err, BlockedByPolicy) and err.reason == "robots" else FAILED
+                if final is not None:
+                    self._archive_plain(final, outlet, kind, pass_id)
+                self._fail(url, outlet, kind, pass_id, state, str(err))
+                stats.errors.append(f"{kind} {url}: {err}")
+                log.warning("%s: %s %s not usable: %s", outlet, kind, url, err)
+                return None
+            row = self._archive_plain(final, outlet, kind, pass_id)
+            if final.status != 200:
+                stats.errors.append(f"{kind} {url}: HTTP {final.status}")
+                log.warning("%s: %s %s answered HTTP %d", outlet, kind, url, final.status)
+                return None
+            assert row.warc_record_id is not None
+            # hand the response on; its spool is closed with the result below, body stays
+            return final, row.warc_record_id
+        finally:
+            result.close()
+
+    async def discover(self, outlet: Outlet, pass_id: int, stats: OutletStats) -> list[Candidate]:
+        limits = self.cfg.config.discover
+        found: dict[str, Candidate] = {}
+
+        def add(cands: list[Candidate], record_id: str) -> None:
+            for c in cands:
+                c.via_record_id = record_id
+                prev = found.get(c.url)
+                if prev is None:
+                    if len(found) < limits.max_candidates_per_outlet:
+                        found[c.url] = c
+                elif not prev.title and c.title:  # a feed's title/summary beats a bare sitemap entry
+                    prev.title, prev.summary = c.title, c.summary or prev.summary
+
+        async def feed(url: str) -> None:
+            got = await self._fetch_document(url, outlet.name, "feed", pass_id, stats)
+            if got is None:
+                return
+            resp, rid = got
+            try:
+                add(parse_feed(resp.body or b"", url, resp.content_type), rid)
+            except DiscoveryError as e:
+                stats.errors.append(str(e))
+                log.warning("%s: %s", outlet.name, e)
+
+        async def page(url: str, kind: str) -> None:
+            got = await self._fetch_document(url, outlet.name, kind, pass_id, stats)
+            if got is None:
+                return
+            resp, rid = got
+            text = decode_text(resp.body or b"", resp.content_type).text
+            add(listing_links(text, resp.url, kind), rid)
+
+        sitemap_urls = [u for u in outlet.sitemaps if u != "auto"]
+        if "auto" in outlet.sitemaps:
+            base = next(iter(outlet.feeds + outlet.pages + [u for u in outlet.sitemaps if u != "auto"]), None)
+            if base is None and outlet.search:
+                base = outlet.search[0].replace("{query}", "")
+            if base is not None:
+                rules, fetched_now = await self.fetcher.robots.rules(base)
+                for r in fetched_now:
+                    self._archive_plain(r, outlet.name, "robots", pass_id)
+                    r.close()
+                sitemap_urls.extend(u for u in rules.sitemaps() if u not in sitemap_urls)
+
+        async def sitemaps() -> None:
+            queue = list(sitemap_urls)
+            seen: set[str] = set()
+            while queue and len(seen) < limits.max_sitemaps_per_outlet:
+                url = queue.pop(0)
+                if url in seen:
+                    continue
+                seen.add(url)
+                got = await self._fetch_document(url, outlet.name, "sitemap", pass_id, stats)
+                if got is None:
+                    continue
+                resp, rid = got
+                body = maybe_gunzip(resp.body or b"", self.cfg.config.fetch.max_decoded_bytes)
+                try:
+                    sm = parse_sitemap(body, url, max_age_days=limits.max_age_days)
+                except DiscoveryError as e:
+                    stats.errors.append(str(e))
+                    log.warning("%s: %s", outlet.name, e)
+                    continue
+                add(sm.urls, rid)
+                queue.extend(u for u in sm.sitemaps if u not in seen)
+
+        terms = sorted({t for topic in self.cfg.topics_for(outlet) for t in (*topic.any, *topic.all)})
+        jobs = [feed(u) for u in outlet.feeds]
+        jobs += [page(u, "page") for u in outlet.pages]
+        jobs += [page(u, "search") for tpl in outlet.search for u in search_urls(tpl, terms)]
+        jobs.append(sitemaps())
+        await asyncio.gather(*jobs)
+        return list(found.values())
+
+    # ------------------------------------------------------------------ articles
+
+    async def article(self, c: Candidate, outlet: Outlet, matcher: TopicMatcher, pass_id: int,
+                      stats: OutletStats) -> None:
+        result = await self.fetcher.fetch(c.url)
+        try:
+            await self._article(result, c, outlet, matcher, pass_id, stats)
+        finally:
+            result.close()
+            self.progress("article", 1, 0)
+
+    async def _article(self, result: FetchResult, c: Candidate, outlet: Outlet, matcher: TopicMatcher,
+                       pass_id: int, stats: OutletStats) -> None:
+        name = outlet.name
+        self._archive_robots(result, name, pass_id)
+        final = result.final
+        err = result.error
+        if final is None or err is not None:
+            if isinstance(err, BlockedByPolicy) and err.reason == "robots":
+                stats.robots += 1
+                self._fail(c.url, name, "article", pass_id, ROBOTS, str(err), via=c)
+            else:
+                stats.failed += 1
+                self._fail(c.url, name, "article", pass_id, FAILED, str(err), via=c,
+                           status=final.status if final else None)
+            return
+        stats.fetched += 1
+        ctype = final.content_type.split(";")[0].strip().lower()
+        if final.status != 200:
+            stats.failed += 1
+            self._fail(c.url, name, "article", pass_id, FAILED, f"HTTP {final.status} {final.reason}".strip(),
+                       via=c, status=final.status)
+            return
+        if ctype and ctype not in HTML_TYPES:
+            stats.failed += 1
+            self._fail(c.url, name, "article", pass_id, FAILED, f"not an HTML page ({ctype})", via=c,
+                       status=final.status)
+            return
+        if final.url in self.archived_final:
+            self._fail(c.url, name, "article", pass_id, DUPLICATE, f"same page as {final.url}, already archived in this pass",
+                       via=c, status=final.status)
+            return
+        doc = decode_text(final.body or b"", final.content_type)
+        ex: Extraction = await asyncio.to_thread(extract, doc.text)
+        fields = {"feed_title": c.title, "feed_summary": c.summary, "page_title": ex.title, "body": ex.body_text}
+        page = matcher.match({"page_title": ex.title, "body": ex.body_text})
+        blocked = block_reason(final.status, ex.page_text, ex.body_text)
+        if page and not blocked:
+            # record every place each matched term was seen, feed hints included
+            seen = matcher.terms_in(fields)
+            page.matched = {t: seen.get(t, w) for t, w in page.matched.items()}
+            stats.on_topic += 1
+        keep = blocked is not None or bool(page) or self.cfg.config.storage.keep_off_topic
+        if not keep:
+            self._fail(c.url, name, "article", pass_id, OFF_TOPIC, None, via=c, status=final.status)
+            return
+        self._keep(result, c, name, pass_id, ex, page.topics if not blocked else [],
+                   page.matched if not blocked else {}, blocked, stats)
+
+    def _keep(self, result: FetchResult, c: Candidate, outlet: str, pass_id: int, ex: Extraction,
+              topics: list[str], matched: dict[str, list[str]], blocked: str | None, stats: OutletStats) -> None:
+        final = result.final
+        assert final is not None
+        if not blocked:
+            self.archived_final.add(final.url)
+        redirect_ids = []
+        for hop in result.hops[:-1]:
+            _, hop_ref = self._archive(hop)
+            redirect_ids.append(hop_ref.record_id)
+        refs = self._archive(final)
+        resp_ref = refs[1]
+        now = datetime.now(timezone.utc)
+        article_bytes = ex.article_text.encode("utf-8")
+        conv = self.writer.write_conversion(final.url, now, resp_ref.record_id, article_bytes)
+        meta = [("via", c.via_url), ("via-record-id", c.via_record_id or ""), ("via-kind", c.via_kind),
+                ("outlet", outlet), ("topics", ", ".join(topics))]
+        meta += [("matched", f"{term} in {', '.join(where)}") for term, where in sorted(matched.items())]
+        meta += [("extractor", f"{ex.extractor}/{ex.extractor_version}"), ("renderer", ex.renderer),
+                 ("conversion-record-id", conv.record_id), ("software", SOFTWARE),
+                 ("config-sha256", self.cfg.sha256)]
+        if blocked:
+            meta.append(("blocked", blocked))
+        if result.hops[0].url != final.url:
+            meta.append(("requested-url", result.hops[0].url))
+        meta_ref = self.writer.write_metadata(final.url, now, resp_ref.record_id, meta)
+        self.writer.flush()
+        key = hashlib.sha256(resp_ref.record_id.encode("ascii")).hexdigest()[:16]
+        day = final.started.astimezone(timezone.utc).strftime("%Y-%m-%d")
+        rel_dir = Path("text") / slug(outlet) / day
+        article_rel, page_rel = rel_dir / f"{key}.article.txt", rel_dir / f"{key}.page.txt"
+        page_bytes = ex.page_text.encode("utf-8")
+        (self.root / rel_dir).mkdir(parents=True, exist_ok=True)
+        (self.root / article_rel).write_bytes(article_bytes)
+        (self.root / page_rel).write_bytes(page_bytes)
+        row = self._row_for(
+            final, outlet, "article", BLOCKED if blocked else ARCHIVED, pass_id, refs,
+            url=c.url, discovered_via_url=c.via_url, discovered_via_record_id=c.via_record_id,
+            topics=topics, matched=matched, conversion_record_id=conv.record_id,
+            metadata_record_id=meta_ref.record_id, redirect_record_ids=redirect_ids, title=ex.title,
+            byline=ex.byline or None, published=ex.published or None, language=ex.language or None,
+            text_path=article_rel.as_posix(), text_sha256=hashlib.sha256(article_bytes).hexdigest(),
+            page_text_path=page_rel.as_posix(), page_text_sha256=hashlib.sha256(page_bytes).hexdigest(),
+            extractor=ex.extractor, extractor_version=ex.extractor_version, renderer=ex.renderer,
+            error=f"blocked: {blocked}" if blocked else None)
+        self.index.add(row)
+        if blocked:
+            stats.blocked += 1
+            log.warning("%s: %s served a block page (%s); kept as evidence, will retry", outlet, final.url, blocked)
+        else:
+            stats.archived += 1
+
+    # ------------------------------------------------------------------ outlet pass
+
+    async def outlet(self, outlet: Outlet) -> OutletStats:
+        stats = OutletStats(outlet.name)
+        pass_id = self.index.start_pass(outlet.name, _now(), SOFTWARE, self.cfg.sha256)
+        error = None
+        try:
+            candidates = await self.discover(outlet, pass_id, stats)
+            stats.discovered = len(candidates)
+            known = self.index.known_articles(outlet.name)
+            todo = [c for c in candidates if c.url not in known]
+            stats.skipped_known = len(candidates) - len(todo)
+            self.progress("discovered", 0, len(todo))
+            matcher = TopicMatcher(self.cfg.topics_for(outlet))
+            # a bounded worker pool: never more candidate tasks alive than fetch slots allow
+            queue: asyncio.Queue[Candidate] = asyncio.Queue()
+            for c in todo:
+                queue.put_nowait(c)
+
+            async def worker() -> None:
+                while True:
+                    try:
+                        c = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        return
+                    await self.article(c, outlet, matcher, pass_id, stats)
+
+            n = min(len(todo), self.cfg.config.fetch.concurrency)
+            await asyncio.gather(*(worker() for _ in range(n)))
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"
+            stats.errors.append(error)
+            log.exception("%s: pass failed", outlet.name)
+            raise
+        finally:
+            self.index.finish_pass(pass_id, _now(), stats.counts(), error or ("; ".join(stats.errors[:5]) or None))
+        return stats
+
+
+async def run_pass(cfg: LoadedConfig, progress: Progress | None = None,
+                   outlets: list[str] | None = None) -> PassResult:
+    """Run one pass over every (or the named) outlet; returns per-outlet statistics."""
+    index = Index.open(cfg.storage_root)
+    p = Pass(cfg, index, progress)
+    try:
+        chosen = [o for o in cfg.config.outlets if not outlets or o.name in outlets]
+        results = await asyncio.gather(*(p.outlet(o) for o in chosen), return_exceptions=True)
+        stats: list[OutletStats] = []
+        for o, r in zip(chosen, results):
+            if isinstance(r, BaseException):
+                s = OutletStats(o.name)
+                s.errors.append(f"{type(r).__name__}: {r}")
+                if not isinstance(r, Exception):
+                    raise r
+                stats.append(s)
+            else:
+                stats.append(r)
+    finally:
+        await p.aclose()
+        index.close()
+    return PassResult(stats, p.writer.closed_files, cfg.storage_root)
+
+
+__all__ = ["run_pass", "PassResult", "OutletStats", "__version__"]

@@ -1,0 +1,154 @@
+"""From stored bytes to text: bounded content decoding and charset detection.
+
+Content decoding is capped (`max_out` bytes) so a gzip bomb costs one truncated decode, not
+the process. Charset detection follows the WHATWG order closely enough for news pages:
+BOM, then the HTTP header, then a <meta> prescan, then UTF-8 if the bytes are valid UTF-8,
+else windows-1252. Labels are mapped the WHATWG way (latin-1/ascii mean windows-1252).
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import zlib
+from dataclasses import dataclass
+
+try:  # optional: brotli is common on the web; without the module such bodies stay undecoded
+    import brotli  # type: ignore
+except ImportError:  # pragma: no cover - depends on the environment
+    brotli = None
+
+
+class ContentDecoder:
+    """Incremental Content-Encoding decoder with an output cap."""
+
+    def __init__(self, encoding: str, max_out: int):
+        self.encoding = (encoding or "identity").strip().lower()
+        self.max_out = max_out
+        self.out = bytearray()
+        self.truncated = False
+        self.error: str | None = None
+        self._first = True
+        if self.encoding in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif self.encoding == "deflate":
+            self._z = zlib.decompressobj()
+        elif self.encoding == "br" and brotli is not None:
+            self._z = brotli.Decompressor()
+        elif self.encoding in ("identity", ""):
+            self._z = None
+        else:
+            self._z = None
+            self.error = f"unsupported Content-Encoding {self.encoding!r}"
+
+    @property
+    def done(self) -> bool:
+        return self.truncated or self.error is not None
+
+    def feed(self, data: bytes) -> None:
+        if self.done or not data:
+            return
+        room = self.max_out - len(self.out)
+        try:
+            if self._z is None:
+                chunk = data
+            elif self.encoding == "br":
+                chunk = self._z.process(data)  # brotli has no output cap; bound via room below
+            else:
+                if self.encoding == "deflate" and self._first:
+                    # some servers send raw deflate without the zlib header
+                    self._first = False
+                    try:
+                        chunk = self._z.decompress(data, room)
+                    except zlib.error:
+                        self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+                        chunk = self._z.decompress(data, room)
+                else:
+                    chunk = self._z.decompress(data, room)
+                if self._z.unconsumed_tail:
+                    self.truncated = True
+        except Exception as e:  # zlib.error, brotli.error
+            self.error = f"{self.encoding} data is corrupt: {e}"
+            return
+        if len(chunk) > room:
+            chunk = chunk[:room]
+            self.truncated = True
+        self.out += chunk
+
+
+def decode_content(data: bytes, encoding: str, max_out: int) -> tuple[bytes, bool, str | None]:
+    """One-shot: (decoded bytes, truncated?, error)."""
+    d = ContentDecoder(encoding, max_out)
+    d.feed(data)
+    return bytes(d.out), d.truncated, d.error
+
+
+def maybe_gunzip(data: bytes, max_out: int) -> bytes:
+    """Sitemaps are often served as .xml.gz files without Content-Encoding."""
+    if data[:2] == b"\x1f\x8b":
+        out, _, err = decode_content(data, "gzip", max_out)
+        return out if err is None else b""
+    return data
+
+
+_WHATWG_ALIASES = {
+    "latin1": "cp1252", "latin-1": "cp1252", "iso-8859-1": "cp1252", "iso8859-1": "cp1252",
+    "iso_8859-1": "cp1252", "l1": "cp1252", "us-ascii": "cp1252", "ascii": "cp1252",
+    "windows-1252": "cp1252", "x-cp1252": "cp1252", "cp819": "cp1252", "iso-ir-100": "cp1252",
+    "tis-620": "cp874", "iso-8859-9": "cp1254", "x-sjis": "shift_jis", "gb2312": "gb18030",
+    "gbk": "gb18030", "x-gbk": "gb18030", "utf8": "utf-8", "unicode-1-1-utf-8": "utf-8",
+}
+
+_HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
+_META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([\w.:-]+)", re.IGNORECASE)
+
+
+def normalize_charset(label: str | None) -> str | None:
+    if not label:
+        return None
+    low = label.strip().lower()
+    name = _WHATWG_ALIASES.get(low, low)
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        return None
+    if info.name in ("latin-1", "iso8859-1", "ascii"):
+        return "cp1252"
+    if info.name.startswith("utf-16"):
+        return None  # a meta tag claiming UTF-16 on bytes we could read is always wrong
+    return info.name
+
+
+@dataclass(frozen=True)
+class DecodedText:
+    text: str
+    charset: str
+    source: str  # where the charset came from: bom, header, meta, utf8-valid, fallback
+
+
+def sniff_charset(body: bytes, content_type: str | None) -> tuple[str, str]:
+    if body.startswith(codecs.BOM_UTF8):
+        return "utf-8", "bom"
+    if body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16", "bom"
+    m = _HEADER_CHARSET.search(content_type or "")
+    if m and (cs := normalize_charset(m.group(1))):
+        return cs, "header"
+    m2 = _META_CHARSET.search(body[:4096])
+    if m2 and (cs := normalize_charset(m2.group(1).decode("ascii", "replace"))):
+        return cs, "meta"
+    try:
+        body.decode("utf-8")
+        return "utf-8", "utf8-valid"
+    except UnicodeDecodeError as e:
+        if e.start > len(body) - 4:  # a truncated body may end mid-character
+            return "utf-8", "utf8-valid"
+    return "cp1252", "fallback"
+
+
+def decode_text(body: bytes, content_type: str | None) -> DecodedText:
+    """Text of an HTML/XML body; undecodable bytes become U+FFFD, never an exception."""
+    charset, source = sniff_charset(body, content_type)
+    if charset == "utf-8" and body.startswith(codecs.BOM_UTF8):
+        body = body[3:]
+    return DecodedText(body.decode(charset, errors="replace"), charset, source)

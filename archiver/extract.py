@@ -1,0 +1,137 @@
+"""Article extraction (readability-lxml) plus page metadata and the whole-page text.
+
+The article text is readability's main-content HTML rendered with the page-text rules, so
+paragraphs come out separated by blank lines. Metadata comes from what pages declare:
+OpenGraph/article meta tags, JSON-LD, <time>, <html lang>.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+from lxml import etree, html
+from readability import Document
+
+from .pagetext import RENDERER_NAME, RENDERER_VERSION, render_html, render_tree
+
+log = logging.getLogger(__name__)
+# readability logs every candidate at INFO; that is noise for an archiving daemon
+logging.getLogger("readability").setLevel(logging.WARNING)
+logging.getLogger("readability.readability").setLevel(logging.WARNING)
+
+EXTRACTOR_NAME = "readability-lxml"
+try:
+    EXTRACTOR_VERSION = version("readability-lxml")
+except PackageNotFoundError:  # pragma: no cover
+    EXTRACTOR_VERSION = "unknown"
+
+
+@dataclass
+class Extraction:
+    title: str
+    byline: str
+    published: str
+    language: str
+    article_text: str  # title line, blank line, body paragraphs
+    body_text: str  # body paragraphs only
+    page_text: str
+    extractor: str = EXTRACTOR_NAME
+    extractor_version: str = EXTRACTOR_VERSION
+    renderer: str = f"{RENDERER_NAME}/{RENDERER_VERSION}"
+
+
+def _meta(root: etree._Element, *names: str) -> str:
+    for name in names:
+        for attr in ("property", "name", "itemprop"):
+            for el in root.iterfind(f".//meta[@{attr}='{name}']"):
+                content = (el.get("content") or "").strip()
+                if content:
+                    return content
+    return ""
+
+
+def _jsonld(root: etree._Element) -> list[dict]:
+    out: list[dict] = []
+    for el in root.iterfind(".//script[@type='application/ld+json']"):
+        try:
+            data = json.loads(el.text or "")
+        except ValueError:
+            continue
+        stack = [data]
+        while stack and len(out) < 50:
+            item = stack.pop()
+            if isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, dict):
+                out.append(item)
+                if "@graph" in item:
+                    stack.append(item["@graph"])
+    return out
+
+
+def _ld_author(items: list[dict]) -> str:
+    for item in items:
+        author = item.get("author")
+        if isinstance(author, dict):
+            author = [author]
+        if isinstance(author, list):
+            names = [a.get("name", "") if isinstance(a, dict) else str(a) for a in author]
+            names = [n.strip() for n in names if isinstance(n, str) and n.strip()]
+            if names:
+                return ", ".join(names)
+        elif isinstance(author, str) and author.strip():
+            return author.strip()
+    return ""
+
+
+def _ld_date(items: list[dict]) -> str:
+    for item in items:
+        v = item.get("datePublished")
+        if isinstance(v, str) and v.strip():
+            return v.strip()
+    return ""
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def _clean(s: str) -> str:
+    return _SPACES.sub(" ", s or "").strip()
+
+
+def extract(markup: str) -> Extraction:
+    """Extract article and page text from a decoded HTML document; never raises on bad HTML."""
+    try:
+        root = html.document_fromstring(markup)
+    except (etree.ParserError, ValueError):
+        return Extraction("", "", "", "", "", "", "")
+    page_text = render_tree(root)
+    ld = _jsonld(root)
+    title = ""
+    body = ""
+    try:
+        doc = Document(markup)
+        title = _clean(doc.short_title() or doc.title() or "")
+        body = render_html(doc.summary(html_partial=True))
+    except Exception as e:  # readability raises on some degenerate documents
+        log.info("readability failed: %s", e)
+    og_title = _clean(_meta(root, "og:title", "twitter:title"))
+    if og_title and (not title or len(og_title) > len(title)):
+        title = og_title
+    byline = _clean(_meta(root, "author", "article:author", "byl", "dc.creator", "sailthru.author")) \
+        or _ld_author(ld)
+    if byline.startswith("http"):
+        byline = _ld_author(ld)
+    published = _meta(root, "article:published_time", "datePublished", "pubdate", "publishdate",
+                      "dc.date", "date", "parsely-pub-date") or _ld_date(ld)
+    if not published:
+        t = root.find(".//time[@datetime]")
+        published = (t.get("datetime") or "").strip() if t is not None else ""
+    language = (root.get("lang") or _meta(root, "og:locale", "content-language", "language") or "").strip()
+    body = body.strip("\n")
+    article = f"{title}\n\n{body}\n" if body else (f"{title}\n" if title else "")
+    return Extraction(title, byline, published, language, article, body + "\n" if body else "", page_text)

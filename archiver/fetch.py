@@ -1,0 +1,286 @@
+"""Polite, byte-exact HTTP fetching.
+
+One httpx.AsyncClient per host (a few keep-alive connections each: politeness wants that,
+and httpcore's pool scan grows with pool size), a global concurrency cap, a per-host gate,
+robots.txt, and redirects followed one hop at a time so each hop is its own capture.
+
+A response is streamed into a spool file (memory up to 1 MiB, then disk) while its SHA-1
+block and payload digests are computed, so the WARC writer never has to read it twice to
+hash it. `max_body_bytes` is enforced on the wire; the decoded entity handed to parsers is
+capped separately (`max_decoded_bytes`), so a compression bomb costs one truncated decode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import ssl
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import IO
+
+import httpcore
+import httpx
+
+from . import SOFTWARE
+from .config import FetchSettings
+from .decode import ContentDecoder, brotli
+from .errors import BlockedByPolicy, FetchError
+from .polite import Gates
+from .robots import RobotsCache
+from .urls import canonicalize, host_key
+from .wire import RecordingBackend, RecordingStream
+
+log = logging.getLogger(__name__)
+
+SPOOL_IN_MEMORY = 1 << 20
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass
+class Response:
+    """One HTTP exchange exactly as it went over the wire, plus what we derived from it."""
+
+    url: str
+    started: datetime
+    ip: str | None
+    status: int
+    reason: str
+    http_version: str
+    headers: httpx.Headers
+    request_bytes: bytes
+    raw: IO[bytes]  # status line + headers + body as received (chunked framing and all)
+    head_length: int
+    raw_length: int
+    block_sha1: bytes
+    payload_sha1: bytes
+    truncated: str | None = None  # WARC-Truncated reason
+    body: bytes | None = None  # decoded entity (Content-Encoding removed), capped
+    body_truncated: bool = False
+    body_error: str | None = None
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+    @property
+    def location(self) -> str | None:
+        loc = self.headers.get("location")
+        return canonicalize(loc, self.url) if loc else None
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+@dataclass
+class FetchResult:
+    url: str
+    hops: list[Response] = field(default_factory=list)
+    robots: list[Response] = field(default_factory=list)  # robots.txt exchanges this fetch caused
+    error: FetchError | None = None
+
+    @property
+    def final(self) -> Response | None:
+        return self.hops[-1] if self.hops else None
+
+    def close(self) -> None:
+        for r in (*self.hops, *self.robots):
+            r.close()
+
+
+class _Recorder:
+    """Sink for raw response bytes: splits head from body, hashes, spools, enforces the cap."""
+
+    def __init__(self, max_body: int):
+        self.max_body = max_body
+        self.spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        self.block = hashlib.sha1()
+        self.payload = hashlib.sha1()
+        self.head_length: int | None = None
+        self._head = bytearray()
+        self.body_length = 0
+        self.over = False
+
+    def __call__(self, data: bytes) -> None:
+        if self.over:
+            return
+        if self.head_length is None:
+            self._head += data
+            end = self._head.find(b"\r\n\r\n")
+            end = end + 4 if end >= 0 else -1
+            if end < 0:
+                lf = self._head.find(b"\n\n")
+                end = lf + 2 if lf >= 0 else -1
+            if end < 0:
+                return
+            head, data = bytes(self._head[:end]), bytes(self._head[end:])
+            self._head.clear()
+            self.head_length = end
+            self.block.update(head)
+            self.spool.write(head)
+        room = self.max_body - self.body_length
+        if len(data) > room:
+            data = data[:room]
+            self.over = True
+        if data:
+            self.block.update(data)
+            self.payload.update(data)
+            self.spool.write(data)
+            self.body_length += len(data)
+
+
+class _Transport(httpx.AsyncHTTPTransport):
+    """httpx transport over our recording network backend (httpx has no option for one)."""
+
+    def __init__(self, backend: RecordingBackend, connections: int, ssl_context: ssl.SSLContext):
+        super().__init__(verify=ssl_context, retries=0)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context, max_connections=connections, max_keepalive_connections=connections,
+            keepalive_expiry=5.0, http1=True, http2=False, retries=0, network_backend=backend)
+
+
+class Fetcher:
+    """Fetches URLs politely; call `aclose()` when done."""
+
+    def __init__(self, settings: FetchSettings):
+        self.settings = settings
+        self.gates = Gates(settings.per_host_concurrency, settings.per_host_delay)
+        self.robots = RobotsCache(self, settings.user_agent)
+        self._global = asyncio.Semaphore(settings.concurrency)
+        self._backend = RecordingBackend(settings.allow_private_networks)
+        self._ssl = ssl.create_default_context()
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        encodings = settings.accept_encoding
+        if brotli is None:
+            encodings = ", ".join(e for e in (x.strip() for x in encodings.split(",")) if e != "br")
+        self._headers = {
+            "User-Agent": settings.user_agent,
+            "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            "Accept-Encoding": encodings,
+        }
+
+    def _client(self, host: str) -> httpx.AsyncClient:
+        client = self._clients.get(host)
+        if client is None:
+            transport = _Transport(self._backend, self.settings.per_host_concurrency, self._ssl)
+            client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False,
+                                       timeout=httpx.Timeout(self.settings.timeout), headers=self._headers)
+            self._clients[host] = client
+        return client
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+    # ------------------------------------------------------------------ one exchange
+
+    async def _exchange(self, url: str, max_decoded: int, extra_headers: dict[str, str] | None) -> Response:
+        host = host_key(url)
+        client = self._client(host)
+        request = client.build_request("GET", url, headers=extra_headers)
+        recorder = _Recorder(self.settings.max_body_bytes)
+        async with self._global, self.gates.get(host).slot():
+            started = datetime.now(timezone.utc)
+            try:
+                async with asyncio.timeout(self.settings.timeout * 4):
+                    resp = await client.send(request, stream=True)
+                    try:
+                        stream = resp.extensions.get("network_stream")
+                        if not isinstance(stream, RecordingStream) or stream.exchange is None:
+                            raise FetchError(url, "internal", "response did not come through the recorder")
+                        wire = stream.exchange
+                        wire.attach(recorder)
+                        decoder = ContentDecoder(resp.headers.get("content-encoding", ""), max_decoded)
+                        async for chunk in resp.aiter_raw():
+                            decoder.feed(chunk)
+                            if recorder.over:
+                                break
+                    finally:
+                        await resp.aclose()
+            except FetchError:
+                recorder.spool.close()
+                raise
+            except (TimeoutError, httpx.TimeoutException) as e:
+                recorder.spool.close()
+                raise FetchError(url, "timeout", f"no complete answer within the time limit ({type(e).__name__})")
+            except httpx.TooManyRedirects as e:  # pragma: no cover - redirects are followed by hand
+                recorder.spool.close()
+                raise FetchError(url, "redirects", str(e))
+            except httpx.HTTPError as e:
+                recorder.spool.close()
+                raise FetchError(url, _reason(e), str(e) or type(e).__name__)
+        if recorder.head_length is None:
+            recorder.spool.close()
+            raise FetchError(url, "protocol", "response headers were not recorded")
+        recorder.spool.flush()
+        return Response(
+            url=url, started=started, ip=wire.server_addr, status=resp.status_code,
+            reason=resp.reason_phrase, http_version=resp.http_version, headers=resp.headers,
+            request_bytes=bytes(wire.request), raw=recorder.spool, head_length=recorder.head_length,
+            raw_length=recorder.head_length + recorder.body_length, block_sha1=recorder.block.digest(),
+            payload_sha1=recorder.payload.digest(), truncated="length" if recorder.over else None,
+            body=bytes(decoder.out), body_truncated=decoder.truncated or recorder.over,
+            body_error=decoder.error)
+
+    # ------------------------------------------------------------------ chains
+
+    async def fetch_raw_chain(self, url: str, max_hops: int, max_decoded: int | None = None,
+                              extra_headers: dict[str, str] | None = None,
+                              check_robots: bool = False) -> FetchResult:
+        """GET url, following redirects hop by hop; never raises for a failed fetch."""
+        result = FetchResult(url)
+        seen = {url}
+        current = url
+        decoded_cap = max_decoded or self.settings.max_decoded_bytes
+        while True:
+            if check_robots and self.settings.respect_robots:
+                why_not, robots_exchanges = await self.robots.check(current)
+                result.robots.extend(robots_exchanges)
+                if why_not is not None:
+                    result.error = BlockedByPolicy(current, "robots", why_not)
+                    return result
+            try:
+                resp = await self._exchange(current, decoded_cap, extra_headers)
+            except FetchError as e:
+                result.error = e
+                log.info("fetch failed: %s", e)
+                return result
+            result.hops.append(resp)
+            if resp.status not in REDIRECT_CODES:
+                return result
+            nxt = resp.location
+            if nxt is None:
+                result.error = FetchError(current, "bad-redirect",
+                                          f"HTTP {resp.status} with unusable Location {resp.headers.get('location')!r}")
+                return result
+            if nxt in seen:
+                result.error = FetchError(current, "redirect-loop", f"redirect back to {nxt}")
+                return result
+            if len(result.hops) > max_hops:
+                result.error = FetchError(url, "too-many-redirects", f"more than {max_hops} redirects")
+                return result
+            seen.add(nxt)
+            current = nxt
+
+    async def fetch(self, url: str, extra_headers: dict[str, str] | None = None) -> FetchResult:
+        """GET a URL as a crawler: robots.txt checked for every hop, redirects followed."""
+        return await self.fetch_raw_chain(url, self.settings.max_redirects, extra_headers=extra_headers,
+                                          check_robots=True)
+
+
+def _reason(e: httpx.HTTPError) -> str:
+    if isinstance(e, httpx.ConnectError):
+        return "connect"
+    if isinstance(e, httpx.RemoteProtocolError):
+        return "protocol"
+    if isinstance(e, httpx.ReadError):
+        return "read"
+    if isinstance(e, httpx.UnsupportedProtocol):
+        return "scheme"
+    return type(e).__name__.lower()
+
+
+__all__ = ["Fetcher", "FetchResult", "Response", "SOFTWARE"]

@@ -1,0 +1,104 @@
+"""robots.txt per host (RFC 9309) with Protego; every robots.txt response is archived too.
+
+Unreachable robots.txt (5xx, network error) means "disallow everything" for this pass, as
+RFC 9309 asks; 4xx means "no rules".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from protego import Protego
+
+from .urls import host_key
+
+if TYPE_CHECKING:
+    from .fetch import Fetcher, Response
+
+log = logging.getLogger(__name__)
+
+MAX_ROBOTS_BYTES = 500_000  # RFC 9309: parse at least 500 KiB
+
+
+@dataclass
+class RobotsRules:
+    host: str
+    parser: Protego | None  # None: no rules
+    disallow_all: bool = False
+    reason: str = ""
+    exchanges: list["Response"] = field(default_factory=list)
+
+    def allowed(self, url: str, agent: str) -> bool:
+        if self.disallow_all:
+            return False
+        if self.parser is None:
+            return True
+        return bool(self.parser.can_fetch(url, agent))
+
+    def crawl_delay(self, agent: str) -> float:
+        if self.parser is None:
+            return 0.0
+        d = self.parser.crawl_delay(agent)
+        return float(d) if d else 0.0
+
+    def sitemaps(self) -> list[str]:
+        return list(self.parser.sitemaps) if self.parser is not None else []
+
+
+class RobotsCache:
+    def __init__(self, fetcher: "Fetcher", agent: str):
+        self._fetcher = fetcher
+        self._agent = agent.split("/")[0]  # product token, as robots.txt groups name it
+        self._rules: dict[str, asyncio.Future[RobotsRules]] = {}
+
+    async def rules(self, url: str) -> tuple[RobotsRules, list["Response"]]:
+        """(rules for url's host, the robots.txt exchanges this call fetched: the caller archives them)."""
+        host = host_key(url)
+        fut = self._rules.get(host)
+        if fut is not None:
+            return await asyncio.shield(fut), []
+        fut = self._rules[host] = asyncio.get_running_loop().create_future()
+        try:
+            rules = await self._load(host)
+        except BaseException as e:  # never leave waiters hanging
+            rules = RobotsRules(host, None, disallow_all=True, reason=f"robots.txt failed: {e!r}")
+            fut.set_result(rules)
+            raise
+        fut.set_result(rules)
+        fetched, rules.exchanges = rules.exchanges, []
+        return rules, fetched
+
+    async def _load(self, host: str) -> RobotsRules:
+        result = await self._fetcher.fetch_raw_chain(f"{host}/robots.txt", max_hops=5,
+                                                      max_decoded=MAX_ROBOTS_BYTES)
+        rules = RobotsRules(host, None, exchanges=list(result.hops))
+        final = result.final
+        if result.error is not None or final is None:
+            rules.disallow_all = True
+            rules.reason = f"robots.txt unreachable: {result.error or 'no response'}"
+        elif final.status >= 500 or final.status == 429:
+            rules.disallow_all = True
+            rules.reason = f"robots.txt answered HTTP {final.status}"
+        elif 200 <= final.status < 300 and final.body is not None:
+            text = final.body[:MAX_ROBOTS_BYTES].decode("utf-8", errors="replace")
+            try:
+                rules.parser = Protego.parse(text)
+            except Exception as e:  # a broken robots.txt means no usable rules, not a crash
+                log.warning("robots.txt of %s does not parse (%s); treating as no rules", host, e)
+        if rules.parser is not None:
+            delay = rules.crawl_delay(self._agent)
+            if delay:
+                self._fetcher.gates.set_min_delay(host, min(delay, 60.0))
+        if rules.disallow_all:
+            log.warning("%s: %s; nothing on this host is fetched this pass", host, rules.reason)
+        return rules
+
+    async def check(self, url: str) -> tuple[str | None, list["Response"]]:
+        """(why url may not be fetched, or None; robots.txt exchanges fetched by this call)."""
+        rules, exchanges = await self.rules(url)
+        if rules.allowed(url, self._agent):
+            return None, exchanges
+        return (rules.reason or "disallowed by robots.txt"), exchanges

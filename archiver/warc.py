@@ -1,0 +1,236 @@
+"""WARC/1.1 writing: one gzip member per record, `.open` while being written, size rotation.
+
+Records are serialised here rather than through warcio's writer because warcio re-serialises
+HTTP headers from its parsed form (not byte-exact) and re-reads payloads to hash them; the
+fetcher has already hashed the exact bytes as they arrived. Everything written is read back
+with warcio (tests, `fsck`, replay), and the layout follows warcio/wget conventions: SHA-1
+digests in base32, `WARC-Concurrent-To` linking request and response, a warcinfo record first.
+
+Crash safety: a file is named `*.warc.gz.open` until `close()` flushes, fsyncs and renames it;
+a caller commits an index row only after `flush()` returned for the records it names.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+import uuid
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Iterable
+
+from .errors import StorageError
+
+OPEN_SUFFIX = ".open"
+COPY_CHUNK = 1 << 16
+
+
+def warc_date(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def timestamp17(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).strftime("%Y%m%d%H%M%S%f")[:17]
+
+
+def sha1_b32(digest: bytes) -> str:
+    return "sha1:" + base64.b32encode(digest).decode("ascii")
+
+
+def new_record_id() -> str:
+    return f"<urn:uuid:{uuid.uuid4()}>"
+
+
+@dataclass(frozen=True)
+class RecordRef:
+    """Where a record lives: file (relative to the storage root), gzip member offset and length."""
+
+    warc_file: str
+    offset: int
+    length: int
+    record_id: str
+
+
+class WarcWriter:
+    """Appends records to rotating WARC files under `storage_root/subdir`."""
+
+    def __init__(self, storage_root: Path, prefix: str, rotate_size: int, warcinfo: dict[str, str],
+                 compress_level: int = 6, subdir: str = "warc"):
+        self.storage_root = storage_root
+        self.directory = storage_root / subdir
+        self.subdir = subdir
+        self.prefix = prefix
+        self.rotate_size = rotate_size
+        self.level = compress_level
+        self.warcinfo_fields = warcinfo
+        self._serial = 0
+        self._file: IO[bytes] | None = None
+        self._name: str | None = None
+        self._warcinfo_id: str | None = None
+        self.closed_files: list[str] = []
+
+    # ------------------------------------------------------------------ files
+
+    @property
+    def current_name(self) -> str | None:
+        return self._name
+
+    def _open(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"cannot create WARC folder {self.directory}: {e.strerror}") from None
+        while True:
+            now = datetime.now(timezone.utc)
+            name = f"{self.prefix}-{timestamp17(now)}-{self._serial:05d}.warc.gz"
+            self._serial += 1
+            path = self.directory / name
+            if not path.exists() and not (self.directory / (name + OPEN_SUFFIX)).exists():
+                break
+        try:
+            self._file = open(self.directory / (name + OPEN_SUFFIX), "xb")
+        except OSError as e:
+            raise StorageError(f"cannot create WARC file {path}{OPEN_SUFFIX}: {e.strerror}") from None
+        self._name = name
+        fields = {"software": "", "format": "WARC File Format 1.1",
+                  "conformsTo": "https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/",
+                  "hostname": socket.gethostname()}
+        fields.update(self.warcinfo_fields)
+        body = "".join(f"{k}: {v}\r\n" for k, v in fields.items() if v).encode("utf-8")
+        self._warcinfo_id = new_record_id()
+        self._write([("WARC-Type", "warcinfo"), ("WARC-Record-ID", self._warcinfo_id),
+                     ("WARC-Date", warc_date(now)), ("WARC-Filename", name),
+                     ("Content-Type", "application/warc-fields"),
+                     ("WARC-Block-Digest", sha1_b32(hashlib.sha1(body).digest()))], [body], len(body))
+
+    def _ensure_open(self, may_rotate: bool = False) -> None:
+        # rotation only at the start of a capture keeps its records together in one file
+        if self._file is None:
+            self._open()
+        elif may_rotate and self._file.tell() >= self.rotate_size:
+            self.close()
+            self._open()
+
+    def flush(self) -> None:
+        """Hand written records to the OS: they survive the process being killed."""
+        if self._file is not None:
+            try:
+                self._file.flush()
+            except OSError as e:
+                raise StorageError(f"cannot write WARC file {self._name}: {e.strerror}") from None
+
+    def close(self) -> None:
+        """Flush, fsync and drop the `.open` suffix."""
+        if self._file is None:
+            return
+        f, name = self._file, self._name
+        assert name is not None
+        self._file = self._name = None
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            os.replace(self.directory / (name + OPEN_SUFFIX), self.directory / name)
+            dir_fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as e:
+            raise StorageError(f"cannot close WARC file {self.directory / name}: {e.strerror}") from None
+        self.closed_files.append(f"{self.subdir}/{name}")
+
+    # ------------------------------------------------------------------ records
+
+    def _write(self, headers: list[tuple[str, str]], chunks: Iterable[bytes], length: int) -> RecordRef:
+        f = self._file
+        assert f is not None and self._name is not None
+        record_id = next(v for k, v in headers if k == "WARC-Record-ID")
+        head = ["WARC/1.1"]
+        head.extend(f"{k}: {v}" for k, v in headers)
+        head.append(f"Content-Length: {length}")
+        comp = zlib.compressobj(self.level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        start = f.tell()
+        try:
+            f.write(comp.compress(("\r\n".join(head) + "\r\n\r\n").encode("utf-8")))
+            written = 0
+            for chunk in chunks:
+                written += len(chunk)
+                f.write(comp.compress(chunk))
+            if written != length:
+                raise StorageError(f"record {record_id} declared {length} bytes but {written} were supplied")
+            f.write(comp.compress(b"\r\n\r\n"))
+            f.write(comp.flush())
+        except OSError as e:
+            # a partial gzip member would corrupt the file for every reader: cut it off
+            try:
+                f.truncate(start)
+                f.seek(start)
+            except OSError:
+                pass
+            raise StorageError(f"cannot write WARC file {self.directory / self._name}: {e.strerror}") from None
+        return RecordRef(f"{self.subdir}/{self._name}", start, f.tell() - start, record_id)
+
+    def _common(self, rtype: str, uri: str | None, date: datetime, record_id: str) -> list[tuple[str, str]]:
+        h = [("WARC-Type", rtype), ("WARC-Record-ID", record_id), ("WARC-Date", warc_date(date))]
+        if uri:
+            h.append(("WARC-Target-URI", uri))
+        if self._warcinfo_id:
+            h.append(("WARC-Warcinfo-ID", self._warcinfo_id))
+        return h
+
+    def write_exchange(self, url: str, started: datetime, ip: str | None, request_bytes: bytes,
+                       raw: IO[bytes], raw_length: int, block_sha1: bytes, payload_sha1: bytes,
+                       truncated: str | None = None) -> tuple[RecordRef, RecordRef]:
+        """A request + response pair; returns (request ref, response ref)."""
+        self._ensure_open(may_rotate=True)
+        req_id, resp_id = new_record_id(), new_record_id()
+        h = self._common("response", url, started, resp_id)
+        if ip:
+            h.append(("WARC-IP-Address", ip))
+        h.append(("WARC-Concurrent-To", req_id))
+        h.append(("Content-Type", "application/http;msgtype=response"))
+        h.append(("WARC-Block-Digest", sha1_b32(block_sha1)))
+        h.append(("WARC-Payload-Digest", sha1_b32(payload_sha1)))
+        if truncated:
+            h.append(("WARC-Truncated", truncated))
+        raw.seek(0)
+        resp_ref = self._write(h, iter(lambda: raw.read(COPY_CHUNK), b""), raw_length)
+        q = self._common("request", url, started, req_id)
+        if ip:
+            q.append(("WARC-IP-Address", ip))
+        q.append(("WARC-Concurrent-To", resp_id))
+        q.append(("Content-Type", "application/http;msgtype=request"))
+        q.append(("WARC-Block-Digest", sha1_b32(hashlib.sha1(request_bytes).digest())))
+        req_ref = self._write(q, [request_bytes], len(request_bytes))
+        return req_ref, resp_ref
+
+    def write_conversion(self, url: str, date: datetime, refers_to: str, text: bytes,
+                         content_type: str = "text/plain; charset=utf-8") -> RecordRef:
+        self._ensure_open()
+        h = self._common("conversion", url, date, new_record_id())
+        h.append(("WARC-Refers-To", refers_to))
+        h.append(("Content-Type", content_type))
+        digest = sha1_b32(hashlib.sha1(text).digest())
+        h.append(("WARC-Block-Digest", digest))
+        h.append(("WARC-Payload-Digest", digest))
+        return self._write(h, [text], len(text))
+
+    def write_metadata(self, url: str, date: datetime, refers_to: str,
+                       fields: list[tuple[str, str]]) -> RecordRef:
+        """Provenance as application/warc-fields (replay tools do not index those as pages)."""
+        self._ensure_open()
+        h = self._common("metadata", url, date, new_record_id())
+        h.append(("WARC-Refers-To", refers_to))
+        h.append(("Content-Type", "application/warc-fields"))
+        body = "".join(f"{k}: {_field_value(v)}\r\n" for k, v in fields).encode("utf-8")
+        h.append(("WARC-Block-Digest", sha1_b32(hashlib.sha1(body).digest())))
+        return self._write(h, [body], len(body))
+
+
+def _field_value(v: str) -> str:
+    return " ".join(str(v).split())
