@@ -119,8 +119,7 @@ class FetchSettings(_Model):
 class DiscoverSettings(_Model):
     max_candidates_per_outlet: int = Field(5000, ge=1)
     max_sitemaps_per_outlet: int = Field(50, ge=1)
-    max_age_days: Optional[float] = Field(None, gt=0)
-    follow_listing_pagination: bool = False
+    max_age_days: Optional[float] = Field(30, gt=0)
 
 
 class Topic(_Model):

@@ -139,9 +139,13 @@ class Pass:
             self._archive_plain(r, outlet, "robots", pass_id)
 
     def _fail(self, url: str, outlet: str, kind: str, pass_id: int, state: str, error: str | None,
-              via: Candidate | None = None, status: int | None = None) -> None:
+              via: Candidate | None = None, final: Response | None = None) -> None:
+        """Index a capture attempt that left nothing in the WARC (failed, off topic, robots, ...)."""
         row = CaptureRow(outlet=outlet, kind=kind, state=state, url=url, fetched_at=_now(), pass_id=pass_id,
-                         status=status, error=error)
+                         error=error)
+        if final is not None:
+            row.final_url, row.status, row.fetched_at = final.url, final.status, _iso(final.started)
+            row.content_type = final.content_type or None
         if via is not None:
             row.discovered_via_url, row.discovered_via_record_id = via.via_url, via.via_record_id
         self.index.add(row)
@@ -275,27 +279,27 @@ class Pass:
                 self._fail(c.url, name, "article", pass_id, ROBOTS, str(err), via=c)
             else:
                 stats.failed += 1
-                self._fail(c.url, name, "article", pass_id, FAILED, str(err), via=c,
-                           status=final.status if final else None)
+                self._fail(c.url, name, "article", pass_id, FAILED, str(err), via=c, final=final)
             return
         stats.fetched += 1
         ctype = final.content_type.split(";")[0].strip().lower()
         if final.status != 200:
             stats.failed += 1
             self._fail(c.url, name, "article", pass_id, FAILED, f"HTTP {final.status} {final.reason}".strip(),
-                       via=c, status=final.status)
+                       via=c, final=final)
             return
         if ctype and ctype not in HTML_TYPES:
             stats.failed += 1
             self._fail(c.url, name, "article", pass_id, FAILED, f"not an HTML page ({ctype})", via=c,
-                       status=final.status)
-            return
-        if final.url in self.archived_final:
-            self._fail(c.url, name, "article", pass_id, DUPLICATE, f"same page as {final.url}, already archived in this pass",
-                       via=c, status=final.status)
+                       final=final)
             return
         doc = decode_text(final.body or b"", final.content_type)
         ex: Extraction = await asyncio.to_thread(extract, doc.text)
+        # checked after the last await: from here to the index row nothing else runs
+        if final.url in self.archived_final:
+            self._fail(c.url, name, "article", pass_id, DUPLICATE,
+                       f"same page as {final.url}, already archived in this pass", via=c, final=final)
+            return
         fields = {"feed_title": c.title, "feed_summary": c.summary, "page_title": ex.title, "body": ex.body_text}
         page = matcher.match({"page_title": ex.title, "body": ex.body_text})
         blocked = block_reason(final.status, ex.page_text, ex.body_text)
@@ -306,7 +310,7 @@ class Pass:
             stats.on_topic += 1
         keep = blocked is not None or bool(page) or self.cfg.config.storage.keep_off_topic
         if not keep:
-            self._fail(c.url, name, "article", pass_id, OFF_TOPIC, None, via=c, status=final.status)
+            self._fail(c.url, name, "article", pass_id, OFF_TOPIC, None, via=c, final=final)
             return
         self._keep(result, c, name, pass_id, ex, page.topics if not blocked else [],
                    page.matched if not blocked else {}, blocked, stats)

@@ -130,8 +130,11 @@ def article_html(a: Article) -> bytes:
     return doc.encode(a.charset)
 
 
+_SHORT_LINKS = {"/2025/06/14/blinken-jakarta.html": "/s/77"}  # listings link some stories by old short URL
+
+
 def _listing(title: str, articles: list[Article]) -> bytes:
-    cards = "".join(f"<div class='card'><h2><a href='{a.path}'>{html.escape(a.title)}</a></h2>"
+    cards = "".join(f"<div class='card'><h2><a href='{_SHORT_LINKS.get(a.path, a.path)}'>{html.escape(a.title)}</a></h2>"
                     f"<p>{html.escape(a.paragraphs[0][:80])}</p></div>" for a in articles)
     pages = "<div class='pager'><a href='?page=2'>Next page</a></div>"
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -290,6 +293,8 @@ fetch:
   per_host_delay: 0.05
   timeout: 10
   allow_private_networks: true
+discover:
+  max_age_days: null
 topics:
   - name: blinken
     any: ["Blinken"]

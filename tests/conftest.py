@@ -1,0 +1,52 @@
+"""Shared fixtures: the sample outlet on 127.0.0.1 and a crawled archive of it."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from archiver.config import LoadedConfig, load_config
+from archiver.crawl import PassResult, run_pass
+from archiver.demo_site import SampleSite
+
+
+@pytest.fixture(scope="module")
+def site():
+    with SampleSite(crawl_delay=0.1) as s:
+        yield s
+
+
+@dataclass
+class Crawled:
+    site: SampleSite
+    cfg: LoadedConfig
+    config_path: Path
+    root: Path
+    result: PassResult
+
+
+def write_config(site: SampleSite, root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "config.yaml"
+    path.write_text(site.config_yaml(str(root)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def crawled(site, tmp_path_factory) -> Crawled:
+    root = tmp_path_factory.mktemp("archive")
+    path = write_config(site, root)
+    cfg = load_config(path)
+    result = asyncio.run(run_pass(cfg))
+    return Crawled(site, cfg, path, root, result)
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the installed `archiver` entry point the way a user does."""
+    exe = Path(sys.executable).with_name("archiver")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout)
