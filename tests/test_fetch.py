@@ -1,0 +1,123 @@
+"""Fetching against real sockets: bytes stored exactly as sent, limits, redirects, policy."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+from pathlib import Path
+
+import pytest
+from warcio.archiveiterator import ArchiveIterator
+
+from archiver.config import FetchSettings
+from archiver.fetch import Fetcher, FetchResult
+from archiver.warc import WarcWriter, sha1_b32
+
+from .rawserver import RawServer, raw, silence
+
+CHUNKED = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nTransfer-Encoding: chunked\r\n"
+           b"X-Odd-Header:   kept   as sent\r\n\r\n"
+           b"5\r\n<html\r\n1a;ext=1\r\n><body>chunked body</body>\r\n7\r\n</html>\r\n0\r\n\r\n")
+BIG = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 300000\r\n\r\n" + b"x" * 300000
+BOMB_BODY = gzip.compress(b"\0" * 30_000_000)
+BOMB = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\nContent-Length: "
+        + str(len(BOMB_BODY)).encode() + b"\r\n\r\n" + BOMB_BODY)
+
+
+def redirect(to: str) -> bytes:
+    return f"HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n".encode()
+
+
+ROUTES = {
+    "/robots.txt": raw(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+    "/chunked": raw(CHUNKED),
+    "/big": raw(BIG),
+    "/bomb": raw(BOMB),
+    "/loop-a": raw(redirect("/loop-b")),
+    "/loop-b": raw(redirect("/loop-a")),
+    "/to-ftp": raw(redirect("ftp://example.org/file")),
+    "/silent": silence(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial"),
+}
+
+
+@pytest.fixture(scope="module")
+def server():
+    with RawServer(ROUTES) as s:
+        yield s
+
+
+def fetch(url: str, **settings) -> FetchResult:
+    async def go() -> FetchResult:
+        f = Fetcher(FetchSettings(allow_private_networks=True, per_host_delay=0, **settings))
+        try:
+            return await f.fetch(url)
+        finally:
+            await f.aclose()
+    return asyncio.run(go())
+
+
+def test_chunked_response_is_stored_byte_for_byte(server, tmp_path: Path):
+    res = fetch(server.url("/chunked"))
+    assert res.error is None
+    resp = res.final
+    resp.raw.seek(0)
+    assert resp.raw.read() == CHUNKED  # framing, odd spacing and chunk extensions as sent
+    assert resp.body == b"<html><body>chunked body</body></html>"
+    w = WarcWriter(tmp_path, "t", 10**9, {"software": "test"})
+    _, ref = w.write_exchange(resp.url, resp.started, resp.ip, resp.request_bytes, resp.raw, resp.raw_length,
+                              resp.block_sha1, resp.payload_sha1)
+    w.close()
+    with open(tmp_path / ref.warc_file, "rb") as f:
+        f.seek(ref.offset)
+        rec = next(iter(ArchiveIterator(f, check_digests=True)))
+        body = rec.raw_stream.read()
+        assert rec.digest_checker.passed is not False
+    head_end = CHUNKED.index(b"\r\n\r\n") + 4
+    assert body == CHUNKED[head_end:]
+    assert rec.rec_headers.get_header("WARC-Payload-Digest") == sha1_b32(hashlib.sha1(CHUNKED[head_end:]).digest())
+    assert rec.rec_headers.get_header("WARC-IP-Address") == "127.0.0.1"
+    assert not list(tmp_path.glob("warc/*.open"))
+
+
+def test_body_over_the_limit_is_truncated_on_the_wire(server):
+    res = fetch(server.url("/big"), max_body_bytes=65536)
+    resp = res.final
+    assert res.error is None and resp.truncated == "length"
+    assert resp.raw_length - resp.head_length == 65536
+
+
+def test_gzip_bomb_is_capped_when_decoded(server):
+    res = fetch(server.url("/bomb"), max_decoded_bytes=1_000_000)
+    resp = res.final
+    assert res.error is None and resp.truncated is None  # stored as sent: small on the wire
+    assert len(resp.body) == 1_000_000 and resp.body_truncated
+
+
+def test_redirect_loop_fails_with_reason_and_keeps_hops(server):
+    res = fetch(server.url("/loop-a"))
+    assert res.error is not None and res.error.reason == "redirect-loop"
+    assert [h.status for h in res.hops] == [302, 302]
+
+
+def test_redirect_to_other_scheme_is_refused(server):
+    res = fetch(server.url("/to-ftp"))
+    assert res.error.reason == "bad-redirect" and len(res.hops) == 1
+
+
+def test_silent_server_times_out(server):
+    res = fetch(server.url("/silent"), timeout=0.5)
+    assert res.error is not None and res.error.reason == "timeout" and not res.hops
+
+
+def test_private_addresses_are_refused_by_default(server):
+    async def go() -> FetchResult:
+        f = Fetcher(FetchSettings(per_host_delay=0))
+        try:
+            return await f.fetch(server.url("/chunked"))
+        finally:
+            await f.aclose()
+    before = len(server.requests)
+    res = asyncio.run(go())
+    assert res.error is not None and "non-public address" in str(res.error)
+    assert len(server.requests) == before  # refused before connecting: the server saw nothing
