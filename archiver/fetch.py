@@ -90,6 +90,10 @@ class FetchResult:
             r.close()
 
 
+class _StaleConnection(Exception):
+    """The server closed the connection before answering (typically a reused keep-alive one)."""
+
+
 class _Recorder:
     """Sink for raw response bytes: splits head from body, hashes, spools, enforces the cap."""
 
@@ -178,15 +182,28 @@ class Fetcher:
     # ------------------------------------------------------------------ one exchange
 
     async def _exchange(self, url: str, max_decoded: int, extra_headers: dict[str, str] | None) -> Response:
+        try:
+            return await self._exchange_once(url, max_decoded, extra_headers)
+        except _StaleConnection:
+            # a keep-alive connection the server had already closed: nothing was received,
+            # so one more try on a fresh connection is safe for a GET
+            try:
+                return await self._exchange_once(url, max_decoded, extra_headers)
+            except _StaleConnection as e:
+                raise FetchError(url, "protocol", str(e.__cause__ or e)) from None
+
+    async def _exchange_once(self, url: str, max_decoded: int, extra_headers: dict[str, str] | None) -> Response:
         host = host_key(url)
         client = self._client(host)
         request = client.build_request("GET", url, headers=extra_headers)
         recorder = _Recorder(self.settings.max_body_bytes)
         async with self._global, self.gates.get(host).slot():
             started = datetime.now(timezone.utc)
+            answered = False
             try:
                 async with asyncio.timeout(self.settings.timeout * 4):
                     resp = await client.send(request, stream=True)
+                    answered = True
                     try:
                         stream = resp.extensions.get("network_stream")
                         if not isinstance(stream, RecordingStream) or stream.exchange is None:
@@ -209,6 +226,11 @@ class Fetcher:
             except httpx.TooManyRedirects as e:  # pragma: no cover - redirects are followed by hand
                 recorder.spool.close()
                 raise FetchError(url, "redirects", str(e))
+            except (httpx.RemoteProtocolError, httpx.ReadError) as e:
+                recorder.spool.close()
+                if not answered and (isinstance(e, httpx.ReadError) or "without sending a response" in str(e)):
+                    raise _StaleConnection() from e
+                raise FetchError(url, _reason(e), str(e) or type(e).__name__)
             except httpx.HTTPError as e:
                 recorder.spool.close()
                 raise FetchError(url, _reason(e), str(e) or type(e).__name__)
