@@ -167,7 +167,7 @@ class Pass:
                 if final is not None:
                     self._archive_plain(final, outlet, kind, pass_id)
                 self._fail(url, outlet, kind, pass_id, state, str(err))
-                stats.errors.append(f"{kind} {url}: {err}")
+                stats.errors.append(f"{kind}: {err}")
                 log.warning("%s: %s %s not usable: %s", outlet, kind, url, err)
                 return None
             row = self._archive_plain(final, outlet, kind, pass_id)

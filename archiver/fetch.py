@@ -262,7 +262,7 @@ class Fetcher:
                 why_not, robots_exchanges = await self.robots.check(current)
                 result.robots.extend(robots_exchanges)
                 if why_not is not None:
-                    result.error = BlockedByPolicy(current, "robots", why_not)
+                    result.error = why_not
                     return result
             try:
                 resp = await self._exchange(current, decoded_cap, extra_headers)

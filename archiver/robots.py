@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from protego import Protego
 
+from .errors import BlockedByPolicy, FetchError
 from .urls import host_key
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ class RobotsRules:
     parser: Protego | None  # None: no rules
     disallow_all: bool = False
     reason: str = ""
+    error: "FetchError | None" = None  # the robots.txt fetch itself failed (network, policy)
     exchanges: list["Response"] = field(default_factory=list)
 
     def allowed(self, url: str, agent: str) -> bool:
@@ -78,6 +80,7 @@ class RobotsCache:
         final = result.final
         if result.error is not None or final is None:
             rules.disallow_all = True
+            rules.error = result.error
             rules.reason = f"robots.txt unreachable: {result.error or 'no response'}"
         elif final.status >= 500 or final.status == 429:
             rules.disallow_all = True
@@ -96,9 +99,11 @@ class RobotsCache:
             log.warning("%s: %s; nothing on this host is fetched this pass", host, rules.reason)
         return rules
 
-    async def check(self, url: str) -> tuple[str | None, list["Response"]]:
+    async def check(self, url: str) -> tuple[FetchError | None, list["Response"]]:
         """(why url may not be fetched, or None; robots.txt exchanges fetched by this call)."""
         rules, exchanges = await self.rules(url)
         if rules.allowed(url, self._agent):
             return None, exchanges
-        return (rules.reason or "disallowed by robots.txt"), exchanges
+        if rules.error is not None:  # the host is unreachable: say so, not "robots"
+            return FetchError(url, rules.error.reason, f"robots.txt: {rules.error.detail}"), exchanges
+        return BlockedByPolicy(url, "robots", rules.reason or "disallowed by robots.txt"), exchanges

@@ -35,7 +35,7 @@ outlets: [{{name: gone, feeds: ["http://127.0.0.1:{port}/rss.xml"]}}]
 """)
     proc = run_cli("crawl", "--config", str(cfg))
     assert proc.returncode == 0
-    assert "gone: feed http://127.0.0.1:" in proc.stdout and "connect" in proc.stdout
+    assert "gone: feed: http://127.0.0.1:" in proc.stdout and "connect" in proc.stdout
 
 
 def test_unwritable_storage_exits_1(tmp_path: Path):
