@@ -89,6 +89,17 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
+def _ns(tag: str) -> str:
+    return tag[1:].split("}", 1)[0] if isinstance(tag, str) and tag.startswith("{") else ""
+
+
+# <loc> and <lastmod> count only in the sitemap namespace (or none): image and video
+# extensions have their own <image:loc>, which must not replace the page's URL
+_SITEMAP_NS = {"", "http://www.sitemaps.org/schemas/sitemap/0.9", "http://www.google.com/schemas/sitemap/0.84",
+               "http://www.google.com/schemas/sitemap/0.9"}
+_NEWS_NS = "http://www.google.com/schemas/sitemap-news/0.9"
+
+
 def _parse_date(s: str) -> datetime | None:
     s = s.strip()
     if not s:
@@ -121,7 +132,9 @@ def parse_sitemap(body: bytes, url: str, limit: int = 50000, max_age_days: float
                 if name in ("url", "sitemap"):
                     cur = {}
                 continue
-            if name in ("loc", "lastmod", "title", "publication_date"):
+            ns = _ns(el.tag)
+            if (name in ("loc", "lastmod") and ns in _SITEMAP_NS) or \
+                    (name in ("title", "publication_date") and ns == _NEWS_NS):
                 cur[name] = (el.text or "").strip()
             elif name == "url":
                 canon = canonicalize(cur.get("loc", ""), url)
