@@ -88,6 +88,7 @@ def main() -> int:
     ap.add_argument("--articles", type=int, default=500)
     ap.add_argument("--outlets", type=int, default=20)
     ap.add_argument("--site", default="/tmp/site")
+    ap.add_argument("--port", type=int, default=8080, help="port every outlet listens on (127.0.0.10-30)")
     ap.add_argument("--out", default=None, help="storage root (default: a fresh folder under /tmp)")
     ap.add_argument("--conformance", action="store_true", help="run ../shared/checks/warc-conformance afterwards")
     ap.add_argument("--keep-serving", action="store_true")
@@ -100,7 +101,7 @@ def main() -> int:
         return 2
     site = Path(a.site)
     sh([sys.executable, str(SITE_TOOLS / "make_site.py"), "--out", str(site), "--articles", str(a.articles),
-        "--outlets", str(a.outlets), "--quiet"])
+        "--outlets", str(a.outlets), "--port", str(a.port), "--quiet"])
     manifest = json.loads((site / "manifest.json").read_text(encoding="utf-8"))
     storage = Path(a.out) if a.out else Path(subprocess.check_output(["mktemp", "-d", "/tmp/archiver-bench-XXXX"],
                                                                        text=True).strip())
