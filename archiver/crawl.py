@@ -381,6 +381,9 @@ class Pass:
             stats.skipped_known = len(candidates) - len(todo)
             self.progress("discovered", 0, len(todo))
             matcher = TopicMatcher(self.cfg.topics_for(outlet))
+            # the page decides, but candidates whose feed/sitemap title or summary already
+            # match go first, so a long pass archives the likely articles early
+            todo.sort(key=lambda c: not matcher.match({"feed_title": c.title, "feed_summary": c.summary}))
             # a bounded worker pool: never more candidate tasks alive than fetch slots allow
             queue: asyncio.Queue[Candidate] = asyncio.Queue()
             for c in todo:

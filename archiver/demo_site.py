@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import html
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -186,6 +187,7 @@ def _news_sitemap(base: str) -> bytes:
 class Hit:
     path: str
     headers: dict[str, str] = field(default_factory=dict)
+    at: float = 0.0  # time.monotonic() when the request arrived
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -207,7 +209,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         site = self.server.site
         with site.lock:
-            site.hits.append(Hit(self.path, {k.lower(): v for k, v in self.headers.items()}))
+            site.hits.append(Hit(self.path, {k.lower(): v for k, v in self.headers.items()}, time.monotonic()))
         parts = urlsplit(self.path)
         path, base = parts.path, site.base_url
         if path == "/robots.txt":

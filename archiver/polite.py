@@ -43,5 +43,9 @@ class Gates:
         return gate
 
     def set_min_delay(self, host: str, delay: float) -> None:
+        """Raise a host's gap (robots.txt Crawl-delay); the request already spaced by the
+        old gap is pushed back too, so the very next request honours the new one."""
         gate = self.get(host)
-        gate.delay = max(gate.delay, delay)
+        if delay > gate.delay:
+            gate._next_start += delay - gate.delay
+            gate.delay = delay

@@ -82,6 +82,13 @@ def test_robots_disallowed_urls_are_never_requested(crawled: Crawled):
     assert "robots" in rows[0].error
 
 
+def test_requests_to_the_host_are_spaced_by_the_robots_crawl_delay(crawled: Crawled):
+    # per_host_delay is 0.05 s in the config; robots.txt says Crawl-delay 0.1, which wins
+    times = sorted(h.at for h in crawled.site.hits)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert len(gaps) > 20 and min(gaps) >= 0.095
+
+
 def test_discovery_documents_are_archived_and_cited_by_their_candidates(crawled: Crawled):
     by_id = {r["id"]: r for r in records(crawled.root)}
     base = crawled.site.base_url
