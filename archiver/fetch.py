@@ -197,7 +197,9 @@ class Fetcher:
         client = self._client(host)
         request = client.build_request("GET", url, headers=extra_headers)
         recorder = _Recorder(self.settings.max_body_bytes)
-        async with self._global, self.gates.get(host).slot():
+        # the host's turn first, then a global slot: a host waiting out its Crawl-delay must
+        # not hold a slot other hosts could use
+        async with self.gates.get(host).slot(), self._global:
             started = datetime.now(timezone.utc)
             answered = False
             try:
