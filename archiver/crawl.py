@@ -25,6 +25,7 @@ from .errors import BlockedByPolicy
 from .extract import Extraction, extract
 from .fetch import Fetcher, FetchResult, Response
 from .index import ARCHIVED, BLOCKED, DUPLICATE, FAILED, OFF_TOPIC, ROBOTS, CaptureRow, Index
+from .recover import repair_storage
 from .topics import TopicMatcher
 from .urls import slug
 from .warc import RecordRef, WarcWriter, sha1_b32
@@ -413,6 +414,7 @@ async def run_pass(cfg: LoadedConfig, progress: Progress | None = None,
                    outlets: list[str] | None = None) -> PassResult:
     """Run one pass over every (or the named) outlet; returns per-outlet statistics."""
     index = Index.open(cfg.storage_root)
+    repair_storage(cfg.storage_root, index)  # a previous run may have been killed mid-write
     p = Pass(cfg, index, progress)
     try:
         chosen = [o for o in cfg.config.outlets if not outlets or o.name in outlets]
