@@ -28,11 +28,31 @@ err_console = Console(stderr=True)
 out_console = Console() if Console().is_terminal else Console(width=160)
 
 
-def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else (logging.INFO if verbose == 1 else logging.DEBUG)
-    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(console=err_console, show_path=False, markup=False)], force=True)
-    for noisy in ("httpx", "httpcore"):
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC), level, logger, message (and exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from datetime import datetime, timezone
+
+        obj = {"time": datetime.fromtimestamp(record.created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+               "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            obj["exception"] = self.formatException(record.exc_info)
+        return json.dumps(obj, ensure_ascii=False)
+
+
+def _setup_logging(verbose: int, fmt: str = "rich", base: int = logging.WARNING) -> None:
+    level = base if verbose == 0 else (logging.INFO if verbose == 1 else logging.DEBUG)
+    if fmt == "json":
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+    elif fmt == "text":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler = RichHandler(console=err_console, show_path=False, markup=False)
+    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]", handlers=[handler], force=True)
+    for noisy in ("httpx", "httpcore", "apscheduler.executors.default"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
@@ -162,6 +182,69 @@ def captures(config: str, fmt: str, outlet: str | None, kind: str | None, state:
             t.add_row(str(row.id), row.outlet, row.kind, row.state, str(row.status or ""), row.fetched_at[:19],
                       ",".join(row.topics), row.final_url or row.url)
         out_console.print(t)
+
+
+@main.command()
+@click.option("--config", "-c", "config", required=True, type=click.Path(dir_okay=False), help="YAML config file")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              help="log lines for people or for machines (default: daemon.log_format)")
+@click.option("-v", "--verbose", count=True, help="debug logging with -v")
+def run(config: str, log_format: str | None, verbose: int) -> None:
+    """Run the daemon: poll every outlet on its schedule until SIGTERM/SIGINT (SIGHUP reloads the config)."""
+    from .daemon import run_daemon
+
+    cfg = _load(config)
+    _setup_logging(2 if verbose else 0, log_format or cfg.config.daemon.log_format, base=logging.INFO)
+    try:
+        code = run_daemon(Path(config))
+    except ArchiverError as e:
+        logging.getLogger("archiver").error("the daemon could not start: %s", e)
+        code = 1
+    except OSError as e:
+        logging.getLogger("archiver").error("the daemon could not start: %s", e)
+        code = 1
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--config", "-c", "config", required=True, type=click.Path(dir_okay=False))
+def status(config: str) -> None:
+    """Per outlet: last pass, its counts and error, and the next scheduled pass."""
+    from .daemon import next_run_times
+
+    cfg = _load(config)
+    try:
+        index = Index.open(cfg.storage_root, readonly=True)
+    except ArchiverError as e:
+        click.echo(f"archiver: {e}", err=True)
+        sys.exit(1)
+    upcoming = next_run_times(cfg.storage_root)
+    t = Table(title=f"archiver status ({cfg.storage_root})", title_justify="left")
+    for c in ("outlet", "last pass start", "end", "discovered", "archived", "updated", "failed", "next pass",
+              "last error"):
+        t.add_column(c, overflow="fold")
+    totals = {"passes": 0, "archived": 0, "updated": 0, "failed": 0}
+    with index:
+        last = {r["outlet"]: r for r in index.conn.execute(
+            "SELECT * FROM passes WHERE id IN (SELECT MAX(id) FROM passes GROUP BY outlet)")}
+        for outlet, n, counts in index.conn.execute("SELECT outlet, COUNT(*), GROUP_CONCAT(counts, '\n') FROM passes"
+                                                     " GROUP BY outlet"):
+            totals["passes"] += n
+            for line in (counts or "").splitlines():
+                d = json.loads(line)
+                for k in ("archived", "updated", "failed"):
+                    totals[k] += d.get(k, 0)
+    for o in cfg.config.outlets:
+        r = last.get(o.name)
+        counts = json.loads(r["counts"]) if r is not None and r["counts"] else {}
+        nxt = upcoming.get(o.name)
+        t.add_row(o.name, r["started_at"][:19] if r else "never", (r["ended_at"] or "running")[:19] if r else "",
+                  str(counts.get("discovered", "")), str(counts.get("archived", "")), str(counts.get("updated", "")),
+                  str(counts.get("failed", "")), nxt.strftime("%Y-%m-%dT%H:%M:%S") if nxt else "not scheduled",
+                  (r["error"] or "")[:120] if r else "")
+    out_console.print(t)
+    out_console.print(f"totals: {totals['passes']} passes, {totals['archived']} archived, {totals['updated']} updated,"
+                      f" {totals['failed']} failed", markup=False, highlight=False)
 
 
 @main.command()

@@ -97,13 +97,15 @@ class FetchSettings(_Model):
     respect_robots: bool = True
     allow_private_networks: bool = False
     accept_encoding: str = "gzip, deflate"
+    robots_max_age: float = Field(86400.0, gt=0)
+    max_retry_after: float = Field(3600.0, ge=0)
 
     @field_validator("max_body_bytes", "max_decoded_bytes", mode="before")
     @classmethod
     def _sizes(cls, v: Any) -> int:
         return parse_size(v)
 
-    @field_validator("per_host_delay", "timeout", mode="before")
+    @field_validator("per_host_delay", "timeout", "robots_max_age", "max_retry_after", mode="before")
     @classmethod
     def _durations(cls, v: Any) -> float:
         return parse_duration(v)
@@ -120,6 +122,37 @@ class DiscoverSettings(_Model):
     max_candidates_per_outlet: int = Field(5000, ge=1)
     max_sitemaps_per_outlet: int = Field(50, ge=1)
     max_age_days: Optional[float] = Field(30, gt=0)
+
+
+class DaemonSettings(_Model):
+    listen: str = Field("127.0.0.1:8771", pattern=r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
+    shutdown_grace: float = Field(20.0, ge=0)
+    jitter: float = Field(0.1, ge=0, le=1)
+    misfire_grace_time: float = Field(600.0, gt=0)
+    not_modified: str = Field("revisit", pattern=r"^(revisit|none)$")
+    close_idle_warc: float = Field(300.0, gt=0)
+    log_format: str = Field("text", pattern=r"^(text|json)$")
+
+    @field_validator("shutdown_grace", "misfire_grace_time", "close_idle_warc", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class RefetchSettings(_Model):
+    after: list[float] = [3600.0, 21600.0, 86400.0]
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> list[float]:
+        if not isinstance(v, list):
+            raise ValueError("expected a list of durations such as [1h, 6h, 24h]")
+        return sorted(parse_duration(x) for x in v)
 
 
 class Topic(_Model):
@@ -163,8 +196,8 @@ class Schedule(_Model):
     def _one(self) -> "Schedule":
         if (self.every is None) == (self.cron is None):
             raise ValueError("give exactly one of 'every' or 'cron'")
-        if self.every is not None and self.every < 60:
-            raise ValueError("'every' must be at least 1 minute")
+        if self.every is not None and self.every < 1:
+            raise ValueError("'every' must be at least 1 second")
         return self
 
 
@@ -208,6 +241,8 @@ class Config(_Model):
     storage: StorageSettings = StorageSettings()
     fetch: FetchSettings = FetchSettings()
     discover: DiscoverSettings = DiscoverSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    refetch: RefetchSettings = RefetchSettings()
     topics: list[Topic] = Field(min_length=1)
     outlets: list[Outlet] = Field(min_length=1)
 

@@ -24,11 +24,12 @@ from .discover import Candidate, DiscoveryError, listing_links, parse_feed, pars
 from .errors import BlockedByPolicy
 from .extract import Extraction, extract
 from .fetch import Fetcher, FetchResult, Response
-from .index import ARCHIVED, BLOCKED, DUPLICATE, FAILED, OFF_TOPIC, ROBOTS, CaptureRow, Index
+from .index import (ARCHIVED, BLOCKED, DUPLICATE, FAILED, NOT_MODIFIED, OFF_TOPIC, ROBOTS, UNCHANGED,
+                    CaptureRow, Index)
 from .recover import repair_storage
 from .topics import TopicMatcher
 from .urls import slug
-from .warc import RecordRef, WarcWriter, sha1_b32
+from .warc import RecordRef, WarcWriter, read_payload, sha1_b32
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,25 @@ class OutletStats:
     failed: int = 0
     blocked: int = 0
     skipped_known: int = 0
+    refetched: int = 0  # kept articles fetched again by the refetch policy
+    unchanged: int = 0  # ... of which had not changed (304 or the same payload)
+    updated: int = 0  # ... of which had changed: a new capture linked to the previous one
     errors: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in ("discovered", "on_topic", "fetched", "archived", "robots",
-                                               "failed", "blocked", "skipped_known")}
+                                               "failed", "blocked", "skipped_known", "refetched", "unchanged",
+                                               "updated")}
+
+
+@dataclass
+class Document:
+    """A discovery document's decoded body and the record id its candidates will cite."""
+
+    url: str
+    body: bytes
+    content_type: str
+    record_id: str
 
 
 @dataclass
@@ -69,6 +84,11 @@ def _now() -> str:
 
 def _iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _warc_date_of(row: CaptureRow) -> str:
+    """The WARC-Date of a row's response record (fetched_at is written from the same instant)."""
+    return row.fetched_at
 
 
 def warcinfo_fields(cfg: LoadedConfig) -> dict[str, str]:
@@ -94,14 +114,34 @@ class Pass:
         self.root = cfg.storage_root
         c = cfg.config
         self.fetcher = Fetcher(c.fetch)
-        self.writer = WarcWriter(self.root, c.storage.warc.prefix, c.storage.warc.rotate_size,
-                                 warcinfo_fields(cfg), c.storage.warc.compress_level)
+        self._retired: list[Fetcher] = []
+        self.writer = self._new_writer(cfg)
         self.progress = progress or (lambda event, advance, total: None)
         # final URLs archived in this pass: two candidates redirecting to one page give one capture
         self.archived_final: set[str] = set()
 
+    def _new_writer(self, cfg: LoadedConfig) -> WarcWriter:
+        w = cfg.config.storage.warc
+        return WarcWriter(self.root, w.prefix, w.rotate_size, warcinfo_fields(cfg), w.compress_level)
+
+    def reconfigure(self, cfg: LoadedConfig) -> None:
+        """Use a new config from the next request on (the daemon's SIGHUP). Runs between awaits,
+        so no capture is half written; a new config hash starts a new WARC with a new warcinfo."""
+        old, self.cfg = self.cfg, cfg
+        if cfg.config.fetch != old.config.fetch:
+            observer = self.fetcher.observer
+            self._retired.append(self.fetcher)
+            self.fetcher = Fetcher(cfg.config.fetch)
+            self.fetcher.observer = observer
+        if cfg.sha256 != old.sha256:
+            self.writer.close()
+            closed, written = self.writer.closed_files, self.writer.bytes_written
+            self.writer = self._new_writer(cfg)
+            self.writer.closed_files, self.writer.bytes_written = closed, written
+
     async def aclose(self) -> None:
-        await self.fetcher.aclose()
+        for f in (*self._retired, self.fetcher):
+            await f.aclose()
         self.writer.close()
 
     # ------------------------------------------------------------------ archiving helpers
@@ -115,7 +155,8 @@ class Pass:
         row = CaptureRow(outlet=outlet, kind=kind, state=state, url=resp.url, final_url=resp.url,
                          status=resp.status, fetched_at=_iso(resp.started), pass_id=pass_id,
                          payload_digest=sha1_b32(resp.payload_sha1), content_type=resp.content_type or None,
-                         truncated=resp.truncated, ip_address=resp.ip)
+                         truncated=resp.truncated, ip_address=resp.ip, etag=resp.headers.get("etag"),
+                         last_modified=resp.headers.get("last-modified"))
         if refs is not None:
             req, res = refs
             row.warc_file, row.warc_offset, row.warc_length = res.warc_file, res.offset, res.length
@@ -153,10 +194,42 @@ class Pass:
 
     # ------------------------------------------------------------------ discovery
 
+    def _validators(self, prev: CaptureRow | None) -> dict[str, str] | None:
+        if prev is None:
+            return None
+        headers = {}
+        if prev.etag:
+            headers["If-None-Match"] = prev.etag
+        if prev.last_modified:
+            headers["If-Modified-Since"] = prev.last_modified
+        return headers or None
+
+    def _not_modified(self, resp: Response, prev: CaptureRow, outlet: str, kind: str, pass_id: int,
+                      url: str | None = None) -> CaptureRow:
+        """A 304 to a conditional request: a server-not-modified revisit (or nothing), and a row."""
+        row = self._row_for(resp, outlet, kind, NOT_MODIFIED, pass_id, None, previous_capture_id=prev.id,
+                            revisit_of=prev.warc_record_id, payload_digest=prev.payload_digest)
+        if url is not None:
+            row.url = url
+        if self.cfg.config.daemon.not_modified == "revisit":
+            assert prev.warc_record_id and prev.payload_digest and prev.final_url
+            resp.raw.seek(0)
+            refs = self.writer.write_revisit(resp.url, resp.started, resp.ip, resp.request_bytes,
+                                             resp.raw.read(resp.raw_length), "server-not-modified",
+                                             prev.warc_record_id, prev.final_url, _warc_date_of(prev),
+                                             prev.payload_digest)
+            self.writer.flush()
+            req, rev = refs
+            row.warc_file, row.warc_offset, row.warc_length = rev.warc_file, rev.offset, rev.length
+            row.warc_record_id, row.request_record_id = rev.record_id, req.record_id
+        self.index.add(row)
+        return row
+
     async def _fetch_document(self, url: str, outlet: str, kind: str, pass_id: int,
-                              stats: OutletStats) -> tuple[Response, str] | None:
-        """Fetch and archive a discovery document; (final response, its record id) or None."""
-        result = await self.fetcher.fetch(url)
+                              stats: OutletStats) -> Document | None:
+        """Fetch and archive a discovery document, conditionally when we have it already."""
+        prev = self.index.latest(url, (kind,))
+        result = await self.fetcher.fetch(url, extra_headers=self._validators(prev))
         try:
             self._archive_robots(result, outlet, pass_id)
             for hop in result.hops[:-1]:
@@ -171,14 +244,21 @@ class Pass:
                 stats.errors.append(f"{kind}: {err}")
                 log.warning("%s: %s %s not usable: %s", outlet, kind, url, err)
                 return None
+            if final.status == 304 and prev is not None and prev.final_url == final.url:
+                self._not_modified(final, prev, outlet, kind, pass_id)
+                # unchanged: read the candidates again from the capture we have, so earlier
+                # failures are retried; known articles are skipped later anyway
+                assert prev.warc_file is not None and prev.warc_offset is not None
+                _, body = read_payload(self.root / prev.warc_file, prev.warc_offset,
+                                       self.cfg.config.fetch.max_decoded_bytes)
+                return Document(final.url, body, prev.content_type or "", prev.warc_record_id or "")
             row = self._archive_plain(final, outlet, kind, pass_id)
             if final.status != 200:
-                stats.errors.append(f"{kind} {url}: HTTP {final.status}")
+                stats.errors.append(f"{kind}: {url}: HTTP {final.status}")
                 log.warning("%s: %s %s answered HTTP %d", outlet, kind, url, final.status)
                 return None
             assert row.warc_record_id is not None
-            # hand the response on; its spool is closed with the result below, body stays
-            return final, row.warc_record_id
+            return Document(final.url, final.body or b"", final.content_type, row.warc_record_id)
         finally:
             result.close()
 
@@ -200,9 +280,8 @@ class Pass:
             got = await self._fetch_document(url, outlet.name, "feed", pass_id, stats)
             if got is None:
                 return
-            resp, rid = got
             try:
-                add(parse_feed(resp.body or b"", url, resp.content_type), rid)
+                add(parse_feed(got.body, url, got.content_type), got.record_id)
             except DiscoveryError as e:
                 stats.errors.append(str(e))
                 log.warning("%s: %s", outlet.name, e)
@@ -211,9 +290,8 @@ class Pass:
             got = await self._fetch_document(url, outlet.name, kind, pass_id, stats)
             if got is None:
                 return
-            resp, rid = got
-            text = decode_text(resp.body or b"", resp.content_type).text
-            add(listing_links(text, resp.url, kind), rid)
+            text = decode_text(got.body, got.content_type).text
+            add(listing_links(text, got.url, kind), got.record_id)
 
         sitemap_urls = [u for u in outlet.sitemaps if u != "auto"]
         if "auto" in outlet.sitemaps:
@@ -238,15 +316,14 @@ class Pass:
                 got = await self._fetch_document(url, outlet.name, "sitemap", pass_id, stats)
                 if got is None:
                     continue
-                resp, rid = got
-                body = maybe_gunzip(resp.body or b"", self.cfg.config.fetch.max_decoded_bytes)
+                body = maybe_gunzip(got.body, self.cfg.config.fetch.max_decoded_bytes)
                 try:
                     sm = parse_sitemap(body, url, max_age_days=limits.max_age_days)
                 except DiscoveryError as e:
                     stats.errors.append(str(e))
                     log.warning("%s: %s", outlet.name, e)
                     continue
-                add(sm.urls, rid)
+                add(sm.urls, got.record_id)
                 queue.extend(u for u in sm.sitemaps if u not in seen)
 
         terms = sorted({t for topic in self.cfg.topics_for(outlet) for t in (*topic.any, *topic.all)})
@@ -260,16 +337,50 @@ class Pass:
     # ------------------------------------------------------------------ articles
 
     async def article(self, c: Candidate, outlet: Outlet, matcher: TopicMatcher, pass_id: int,
-                      stats: OutletStats) -> None:
-        result = await self.fetcher.fetch(c.url)
+                      stats: OutletStats, previous: CaptureRow | None = None) -> None:
+        """Fetch a candidate; with `previous` (the URL's last capture) it is a conditional refetch."""
+        full = self.index.latest(previous.final_url, ("article",)) if previous and previous.final_url else None
+        result = await self.fetcher.fetch(c.url, extra_headers=self._validators(full))
         try:
-            await self._article(result, c, outlet, matcher, pass_id, stats)
+            if previous is not None and full is not None and await self._refetch_same(result, c, outlet, pass_id,
+                                                                                       stats, previous, full):
+                return
+            await self._article(result, c, outlet, matcher, pass_id, stats, previous)
         finally:
             result.close()
             self.progress("article", 1, 0)
 
+    async def _refetch_same(self, result: FetchResult, c: Candidate, outlet: Outlet, pass_id: int,
+                            stats: OutletStats, previous: CaptureRow, full: CaptureRow) -> bool:
+        """Record a refetch that found no change (304, or the same payload); False if it changed."""
+        final = result.final
+        if result.error is not None or final is None or final.url != full.final_url:
+            return False
+        if final.status == 304:
+            self._archive_robots(result, outlet.name, pass_id)
+            row = self._not_modified(final, full, outlet.name, "article", pass_id, url=c.url)
+            self.index.conn.execute("UPDATE captures SET previous_capture_id = ? WHERE id = ?", (previous.id, row.id))
+            self.index.conn.commit()
+        elif final.status == 200 and sha1_b32(final.payload_sha1) == full.payload_digest:
+            self._archive_robots(result, outlet.name, pass_id)
+            final.raw.seek(0)
+            req, rev = self.writer.write_revisit(
+                final.url, final.started, final.ip, final.request_bytes, final.raw.read(final.head_length),
+                "identical-payload-digest", full.warc_record_id or "", full.final_url or "", _warc_date_of(full),
+                full.payload_digest or "")
+            self.writer.flush()
+            self.index.add(self._row_for(
+                final, outlet.name, "article", UNCHANGED, pass_id, (req, rev), url=c.url,
+                previous_capture_id=previous.id, revisit_of=full.warc_record_id, topics=full.topics,
+                matched=full.matched, discovered_via_url=c.via_url, discovered_via_record_id=c.via_record_id))
+        else:
+            return False
+        stats.fetched += 1
+        stats.unchanged += 1
+        return True
+
     async def _article(self, result: FetchResult, c: Candidate, outlet: Outlet, matcher: TopicMatcher,
-                       pass_id: int, stats: OutletStats) -> None:
+                       pass_id: int, stats: OutletStats, previous: CaptureRow | None = None) -> None:
         name = outlet.name
         self._archive_robots(result, name, pass_id)
         final = result.final
@@ -309,15 +420,17 @@ class Pass:
             seen = matcher.terms_in(fields)
             page.matched = {t: seen.get(t, w) for t, w in page.matched.items()}
             stats.on_topic += 1
-        keep = blocked is not None or bool(page) or self.cfg.config.storage.keep_off_topic
+        # a new version of a kept article is kept even if it no longer matches: it is the record
+        keep = blocked is not None or bool(page) or previous is not None or self.cfg.config.storage.keep_off_topic
         if not keep:
             self._fail(c.url, name, "article", pass_id, OFF_TOPIC, None, via=c, final=final)
             return
         self._keep(result, c, name, pass_id, ex, page.topics if not blocked else [],
-                   page.matched if not blocked else {}, blocked, stats)
+                   page.matched if not blocked else {}, blocked, stats, previous)
 
     def _keep(self, result: FetchResult, c: Candidate, outlet: str, pass_id: int, ex: Extraction,
-              topics: list[str], matched: dict[str, list[str]], blocked: str | None, stats: OutletStats) -> None:
+              topics: list[str], matched: dict[str, list[str]], blocked: str | None, stats: OutletStats,
+              previous: CaptureRow | None = None) -> None:
         final = result.final
         assert final is not None
         if not blocked:
@@ -341,6 +454,8 @@ class Pass:
             meta.append(("blocked", blocked))
         if result.hops[0].url != final.url:
             meta.append(("requested-url", result.hops[0].url))
+        if previous is not None:
+            meta.append(("previous-capture", previous.warc_record_id or ""))
         meta_ref = self.writer.write_metadata(final.url, now, resp_ref.record_id, meta)
         self.writer.flush()
         key = hashlib.sha256(resp_ref.record_id.encode("ascii")).hexdigest()[:16]
@@ -360,15 +475,37 @@ class Pass:
             text_path=article_rel.as_posix(), text_sha256=hashlib.sha256(article_bytes).hexdigest(),
             page_text_path=page_rel.as_posix(), page_text_sha256=hashlib.sha256(page_bytes).hexdigest(),
             extractor=ex.extractor, extractor_version=ex.extractor_version, renderer=ex.renderer,
-            error=f"blocked: {blocked}" if blocked else None)
+            error=f"blocked: {blocked}" if blocked else None,
+            previous_capture_id=previous.id if previous is not None else None)
         self.index.add(row)
         if blocked:
             stats.blocked += 1
             log.warning("%s: %s served a block page (%s); kept as evidence, will retry", outlet, final.url, blocked)
+        elif previous is not None:
+            stats.updated += 1
         else:
             stats.archived += 1
 
     # ------------------------------------------------------------------ outlet pass
+
+    async def _refetch_due(self, outlet: Outlet, matcher: TopicMatcher, pass_id: int, stats: OutletStats) -> None:
+        due = self.index.due_for_refetch(outlet.name, self.cfg.config.refetch.after, _now())
+        if not due:
+            return
+        self.progress("discovered", 0, len(due))
+        sem = asyncio.Semaphore(self.cfg.config.fetch.concurrency)
+
+        async def one(url: str) -> None:
+            previous = self.index.last_in_chain(url)
+            if previous is None:
+                return
+            stats.refetched += 1
+            c = Candidate(url, previous.discovered_via_url or url, "refetch",
+                          via_record_id=previous.discovered_via_record_id)
+            async with sem:
+                await self.article(c, outlet, matcher, pass_id, stats, previous=previous)
+
+        await asyncio.gather(*(one(url) for url, _ in due))
 
     async def outlet(self, outlet: Outlet) -> OutletStats:
         stats = OutletStats(outlet.name)
@@ -400,6 +537,7 @@ class Pass:
 
             n = min(len(todo), self.cfg.config.fetch.concurrency)
             await asyncio.gather(*(worker() for _ in range(n)))
+            await self._refetch_due(outlet, matcher, pass_id, stats)
         except Exception as e:
             error = f"{type(e).__name__}: {e}"
             stats.errors.append(error)

@@ -10,6 +10,7 @@ windows-1252 page. Every request is logged so tests can see what was asked for.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import html
 import threading
 import time
@@ -143,8 +144,8 @@ def _listing(title: str, articles: list[Article]) -> bytes:
             f"</body></html>").encode("utf-8")
 
 
-def _rss(base: str) -> bytes:
-    items = [ARTICLES[0], ARTICLES[1], ARTICLES[7], ARTICLES[10]]
+def _rss(base: str, added: list[Article]) -> bytes:
+    items = [*added, ARTICLES[0], ARTICLES[1], ARTICLES[7], ARTICLES[10]]
     out = []
     for a in items:
         link = f"{base}{a.path}?utm_source=rss&utm_medium=feed" if a is ARTICLES[0] else f"{base}{a.path}"
@@ -188,6 +189,7 @@ class Hit:
     path: str
     headers: dict[str, str] = field(default_factory=dict)
     at: float = 0.0  # time.monotonic() when the request arrived
+    status: int = 0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -198,6 +200,14 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+        site = self.server.site
+        if status == 200 and site.etags:
+            tag = '"' + hashlib.sha1(body).hexdigest()[:16] + '"'
+            extra = {**(extra or {}), "ETag": tag}
+            if self.headers.get("If-None-Match") == tag:
+                status, body = 304, b""
+                extra = {"ETag": tag}
+        self._hit.status = status
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         for k, v in (extra or {}).items():
@@ -208,8 +218,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         site = self.server.site
+        self._hit = Hit(self.path, {k.lower(): v for k, v in self.headers.items()}, time.monotonic())
         with site.lock:
-            site.hits.append(Hit(self.path, {k.lower(): v for k, v in self.headers.items()}, time.monotonic()))
+            site.hits.append(self._hit)
         parts = urlsplit(self.path)
         path, base = parts.path, site.base_url
         if path == "/robots.txt":
@@ -217,7 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
                     f"Sitemap: {base}/sitemap.xml\n").encode()
             return self._send(200, body, "text/plain")
         if path == "/rss.xml":
-            return self._send(200, _rss(base), "application/rss+xml; charset=utf-8")
+            return self._send(200, _rss(base, site.added), "application/rss+xml; charset=utf-8")
         if path == "/atom.xml":
             return self._send(200, _atom(base), "application/atom+xml")
         if path == "/sitemap.xml":
@@ -234,7 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, _listing(f"Search results for {q}", hits), "text/html; charset=utf-8")
         if path in REDIRECTS:
             return self._send(301, b"", "text/html", {"Location": REDIRECTS[path]})
-        a = BY_PATH.get(path)
+        a = site.article(path)
         if a is None:
             return self._send(404, b"<html><body><h1>Not found</h1></body></html>", "text/html; charset=utf-8")
         body = article_html(a)
@@ -253,13 +264,32 @@ class _Server(ThreadingHTTPServer):
 class SampleSite:
     """Start with `with SampleSite() as site:`; `site.base_url` is http://127.0.0.1:PORT."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, crawl_delay: float = 0.1):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, crawl_delay: float = 0.1, etags: bool = True):
         self.crawl_delay = crawl_delay
+        self.etags = etags
+        self.added: list[Article] = []  # published while running: listed first in the RSS feed
+        self.revised: dict[str, Article] = {}  # path -> a changed version of an article
         self.hits: list[Hit] = []
         self.lock = threading.Lock()
         self._server = _Server((host, port), _Handler)
         self._server.site = self
         self._thread = threading.Thread(target=self._server.serve_forever, name="sample-site", daemon=True)
+
+    def article(self, path: str) -> Article | None:
+        with self.lock:
+            return self.revised.get(path) or next((a for a in self.added if a.path == path), None) or \
+                BY_PATH.get(path)
+
+    def publish(self, article: Article) -> None:
+        with self.lock:
+            self.added.insert(0, article)
+
+    def revise(self, path: str, paragraph: str) -> None:
+        """Change an article: a correction appended to its body."""
+        with self.lock:
+            a = self.revised.get(path) or BY_PATH[path]
+            self.revised[path] = Article(a.path, a.title, a.byline, a.date, (*a.paragraphs, paragraph), a.topics,
+                                         a.charset, a.gzip, a.summary)
 
     @property
     def base_url(self) -> str:

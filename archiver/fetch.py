@@ -17,6 +17,7 @@ import hashlib
 import logging
 import ssl
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO
@@ -153,6 +154,8 @@ class Fetcher:
         self.gates = Gates(settings.per_host_concurrency, settings.per_host_delay)
         self.robots = RobotsCache(self, settings.user_agent)
         self._global = asyncio.Semaphore(settings.concurrency)
+        # called after every exchange with (HTTP status, None) or (None, failure reason)
+        self.observer: Callable[[int | None, str | None], None] | None = None
         self._backend = RecordingBackend(settings.allow_private_networks)
         self._ssl = ssl.create_default_context()
         self._clients: dict[str, httpx.AsyncClient] = {}
@@ -271,7 +274,11 @@ class Fetcher:
             except FetchError as e:
                 result.error = e
                 log.info("fetch failed: %s", e)
+                if self.observer is not None:
+                    self.observer(None, e.reason)
                 return result
+            if self.observer is not None:
+                self.observer(resp.status, None)
             result.hops.append(resp)
             if resp.status not in REDIRECT_CODES:
                 return result

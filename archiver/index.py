@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from .errors import StorageError
 
 INDEX_FILE = "index.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,13 +68,20 @@ CREATE TABLE IF NOT EXISTS captures (
     extractor TEXT,
     extractor_version TEXT,
     renderer TEXT,
-    error TEXT
+    error TEXT,
+    etag TEXT,
+    last_modified TEXT,
+    previous_capture_id INTEGER,
+    revisit_of TEXT
 );
 CREATE INDEX IF NOT EXISTS captures_url ON captures(url);
 CREATE INDEX IF NOT EXISTS captures_final_url ON captures(final_url);
 CREATE INDEX IF NOT EXISTS captures_outlet_kind ON captures(outlet, kind, state);
 CREATE INDEX IF NOT EXISTS captures_record ON captures(warc_record_id);
 """
+# columns added after version 1, in order; ALTER TABLE brings older indexes up to date
+_ADDED_COLUMNS = [("etag", "TEXT"), ("last_modified", "TEXT"), ("previous_capture_id", "INTEGER"),
+                  ("revisit_of", "TEXT")]
 
 # states
 ARCHIVED = "archived"  # kept, records in a WARC
@@ -83,6 +90,8 @@ FAILED = "failed"  # no usable response (network, HTTP error, too many redirects
 ROBOTS = "robots"  # not fetched: robots.txt disallows it
 BLOCKED = "blocked"  # a bot challenge or block page was served; kept as evidence, retried later
 DUPLICATE = "duplicate"  # redirected to a page already archived in the same pass
+NOT_MODIFIED = "not_modified"  # a conditional request answered 304: revisit record (or nothing)
+UNCHANGED = "unchanged"  # refetched, same payload digest: identical-payload-digest revisit record
 
 
 @dataclass
@@ -123,6 +132,10 @@ class CaptureRow:
     extractor_version: str | None = None
     renderer: str | None = None
     error: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    previous_capture_id: int | None = None  # the earlier capture of the same URL this one follows
+    revisit_of: str | None = None  # record id a revisit record refers to
     id: int | None = None
 
 
@@ -151,7 +164,11 @@ class Index:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.executescript(_SCHEMA)
-                conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                have = {r[1] for r in conn.execute("PRAGMA table_info(captures)")}
+                for name, typ in _ADDED_COLUMNS:
+                    if name not in have:
+                        conn.execute(f"ALTER TABLE captures ADD COLUMN {name} {typ}")
+                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
                              (str(SCHEMA_VERSION),))
                 conn.commit()
         except sqlite3.Error as e:
@@ -210,6 +227,40 @@ class Index:
             (outlet, ARCHIVED, OFF_TOPIC, DUPLICATE))
         return {u for r in rows for u in r if u}
 
+    def latest(self, url: str, kinds: tuple[str, ...]) -> CaptureRow | None:
+        """The newest capture of `url` that has a full response in a WARC (for validators, refetch)."""
+        marks = ", ".join("?" * len(kinds))
+        r = self.conn.execute(
+            f"SELECT * FROM captures WHERE final_url = ? AND kind IN ({marks}) AND state = ? "
+            f"AND warc_file IS NOT NULL ORDER BY id DESC LIMIT 1", (url, *kinds, ARCHIVED)).fetchone()
+        return _row(r) if r is not None else None
+
+    def last_in_chain(self, url: str) -> CaptureRow | None:
+        """The newest article capture of `url` (archived, unchanged or not modified)."""
+        r = self.conn.execute(
+            "SELECT * FROM captures WHERE url = ? AND kind = 'article' AND state IN (?, ?, ?) ORDER BY id DESC LIMIT 1",
+            (url, ARCHIVED, UNCHANGED, NOT_MODIFIED)).fetchone()
+        return _row(r) if r is not None else None
+
+    def due_for_refetch(self, outlet: str, after: list[float], now_iso: str) -> list[tuple[str, int]]:
+        """(url, refetches so far) for kept articles whose next refetch time has come."""
+        if not after:
+            return []
+        rows = self.conn.execute(
+            "SELECT url, MIN(fetched_at), COUNT(*) FROM captures WHERE outlet = ? AND kind = 'article' "
+            "AND state IN (?, ?, ?) GROUP BY url", (outlet, ARCHIVED, UNCHANGED, NOT_MODIFIED))
+        from datetime import datetime
+        now = datetime.fromisoformat(now_iso.replace("Z", "+00:00"))
+        due = []
+        for url, first, count in rows:
+            done = count - 1
+            if done >= len(after):
+                continue
+            age = (now - datetime.fromisoformat(first.replace("Z", "+00:00"))).total_seconds()
+            if age >= after[done]:
+                due.append((url, done))
+        return due
+
     def captures(self, outlet: str | None = None, kind: str | None = None,
                  state: str | None = None) -> Iterator[CaptureRow]:
         sql = "SELECT * FROM captures"
@@ -222,10 +273,14 @@ class Index:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id"
         for r in self.conn.execute(sql, args):
-            d = dict(r)
-            for name in _JSON_FIELDS:
-                d[name] = json.loads(d[name]) if d[name] else ([] if name != "matched" else {})
-            yield CaptureRow(**d)
+            yield _row(r)
+
+
+def _row(r: sqlite3.Row) -> CaptureRow:
+    d = dict(r)
+    for name in _JSON_FIELDS:
+        d[name] = json.loads(d[name]) if d[name] else ([] if name != "matched" else {})
+    return CaptureRow(**d)
 
 
 def row_to_public(row: CaptureRow) -> dict[str, Any]:

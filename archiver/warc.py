@@ -16,6 +16,7 @@ import base64
 import hashlib
 import os
 import socket
+import time
 import uuid
 import zlib
 from dataclasses import dataclass
@@ -72,12 +73,18 @@ class WarcWriter:
         self._name: str | None = None
         self._warcinfo_id: str | None = None
         self.closed_files: list[str] = []
+        self.bytes_written = 0
+        self.last_write = 0.0  # time.monotonic() of the last record
 
     # ------------------------------------------------------------------ files
 
     @property
     def current_name(self) -> str | None:
         return self._name
+
+    @property
+    def is_open(self) -> bool:
+        return self._file is not None
 
     def _open(self) -> None:
         try:
@@ -165,6 +172,8 @@ class WarcWriter:
                 raise StorageError(f"record {record_id} declared {length} bytes but {written} were supplied")
             f.write(comp.compress(b"\r\n\r\n"))
             f.write(comp.flush())
+            self.bytes_written += f.tell() - start
+            self.last_write = time.monotonic()
         except OSError as e:
             # a partial gzip member would corrupt the file for every reader: cut it off
             try:
@@ -209,6 +218,29 @@ class WarcWriter:
         req_ref = self._write(q, [request_bytes], len(request_bytes))
         return req_ref, resp_ref
 
+    def write_revisit(self, url: str, started: datetime, ip: str | None, request_bytes: bytes, head: bytes,
+                      profile: str, refers_to: str, refers_to_uri: str, refers_to_date: str,
+                      payload_digest: str) -> tuple[RecordRef, RecordRef]:
+        """A revisit record (HTTP headers only) + its request; profile is
+        'server-not-modified' (a 304) or 'identical-payload-digest' (same body as before)."""
+        self._ensure_open(may_rotate=True)
+        req_id, rev_id = new_record_id(), new_record_id()
+        h = self._common("revisit", url, started, rev_id)
+        if ip:
+            h.append(("WARC-IP-Address", ip))
+        h += [("WARC-Concurrent-To", req_id), ("Content-Type", "application/http;msgtype=response"),
+              ("WARC-Profile", f"http://netpreserve.org/warc/1.1/revisit/{profile}"),
+              ("WARC-Refers-To", refers_to), ("WARC-Refers-To-Target-URI", refers_to_uri),
+              ("WARC-Refers-To-Date", refers_to_date), ("WARC-Payload-Digest", payload_digest),
+              ("WARC-Block-Digest", sha1_b32(hashlib.sha1(head).digest()))]
+        rev_ref = self._write(h, [head], len(head))
+        q = self._common("request", url, started, req_id)
+        if ip:
+            q.append(("WARC-IP-Address", ip))
+        q += [("WARC-Concurrent-To", rev_id), ("Content-Type", "application/http;msgtype=request"),
+              ("WARC-Block-Digest", sha1_b32(hashlib.sha1(request_bytes).digest()))]
+        return self._write(q, [request_bytes], len(request_bytes)), rev_ref
+
     def write_conversion(self, url: str, date: datetime, refers_to: str, text: bytes,
                          content_type: str = "text/plain; charset=utf-8") -> RecordRef:
         self._ensure_open()
@@ -230,6 +262,24 @@ class WarcWriter:
         body = "".join(f"{k}: {_field_value(v)}\r\n" for k, v in fields).encode("utf-8")
         h.append(("WARC-Block-Digest", sha1_b32(hashlib.sha1(body).digest())))
         return self._write(h, [body], len(body))
+
+
+def read_payload(path: Path, offset: int, max_bytes: int) -> tuple[object, bytes]:
+    """(HTTP headers, entity body with transfer and content encodings removed) of the record at offset."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    with open(existing(path), "rb") as f:
+        f.seek(offset)
+        rec = next(iter(ArchiveIterator(f)))
+        return rec.http_headers, rec.content_stream().read(max_bytes)
+
+
+def existing(path: Path) -> Path:
+    """A WARC by its final name, or by its `.open` name while it is still being written."""
+    if path.exists():
+        return path
+    open_path = path.with_name(path.name + OPEN_SUFFIX)
+    return open_path if open_path.exists() else path
 
 
 def _field_value(v: str) -> str:

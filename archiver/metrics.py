@@ -1,0 +1,62 @@
+"""Counters the daemon exposes on GET /metrics, in the Prometheus text format."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+
+def _labels(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+    return "{" + inner + "}"
+
+
+def _escape(v: str) -> str:
+    return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class Metrics:
+    """Thread-safe counters and gauges; `render()` gives the exposition text."""
+
+    HELP = {
+        "archiver_passes_total": ("counter", "Outlet passes finished, by outlet and result."),
+        "archiver_fetches_total": ("counter", "HTTP exchanges, by status class (2xx..5xx) or 'error'."),
+        "archiver_bytes_archived_total": ("counter", "Compressed bytes appended to WARC files."),
+        "archiver_captures_kept_total": ("counter", "Article captures kept (new and updated), by outlet."),
+        "archiver_errors_total": ("counter", "Failed fetches, by reason."),
+        "archiver_queue_depth": ("gauge", "Candidate articles waiting to be fetched."),
+        "archiver_last_success_timestamp_seconds": ("gauge", "End of the last successful pass, by outlet."),
+        "archiver_up": ("gauge", "1 while the scheduler runs."),
+    }
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(dict)
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        with self._lock:
+            series = self._values[name]
+            series[key] = series.get(key, 0.0) + amount
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        with self._lock:
+            self._values[name][tuple(sorted(labels.items()))] = value
+
+    def get(self, name: str, **labels: str) -> float:
+        with self._lock:
+            return self._values.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
+
+    def render(self) -> str:
+        lines: list[str] = []
+        with self._lock:
+            for name, (kind, text) in self.HELP.items():
+                lines.append(f"# HELP {name} {text}")
+                lines.append(f"# TYPE {name} {kind}")
+                series = self._values.get(name) or ({(): 0.0} if kind == "gauge" or name.endswith("_total")
+                                                    and name not in ("archiver_passes_total",) else {})
+                for key, value in sorted(series.items()):
+                    lines.append(f"{name}{_labels(dict(key))} {value:g}")
+        return "\n".join(lines) + "\n"
