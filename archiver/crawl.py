@@ -51,6 +51,8 @@ class OutletStats:
     unchanged: int = 0  # ... of which had not changed (304 or the same payload)
     updated: int = 0  # ... of which had changed: a new capture linked to the previous one
     errors: list[str] = field(default_factory=list)
+    # final URLs archived in this pass: two candidates redirecting to one page give one capture
+    archived_urls: set[str] = field(default_factory=set, repr=False)
 
     def counts(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in ("discovered", "on_topic", "fetched", "archived", "robots",
@@ -117,8 +119,6 @@ class Pass:
         self._retired: list[Fetcher] = []
         self.writer = self._new_writer(cfg)
         self.progress = progress or (lambda event, advance, total: None)
-        # final URLs archived in this pass: two candidates redirecting to one page give one capture
-        self.archived_final: set[str] = set()
 
     def _new_writer(self, cfg: LoadedConfig) -> WarcWriter:
         w = cfg.config.storage.warc
@@ -408,7 +408,7 @@ class Pass:
         doc = decode_text(final.body or b"", final.content_type)
         ex: Extraction = await asyncio.to_thread(extract, doc.text)
         # checked after the last await: from here to the index row nothing else runs
-        if final.url in self.archived_final:
+        if final.url in stats.archived_urls:
             self._fail(c.url, name, "article", pass_id, DUPLICATE,
                        f"same page as {final.url}, already archived in this pass", via=c, final=final)
             return
@@ -434,7 +434,7 @@ class Pass:
         final = result.final
         assert final is not None
         if not blocked:
-            self.archived_final.add(final.url)
+            stats.archived_urls.add(final.url)
         redirect_ids = []
         for hop in result.hops[:-1]:
             _, hop_ref = self._archive(hop)

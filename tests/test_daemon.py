@@ -1,0 +1,208 @@
+"""The daemon against a sample outlet whose content changes between polls, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from archiver.daemon import next_run_times
+from archiver.demo_site import ON_TOPIC, Article, SampleSite
+
+from .test_recover import all_records_ok, rows_point_at_records
+
+EXE = Path(sys.executable).with_name("archiver")
+NEW = Article("/2025/06/15/blinken-seoul.html", "Blinken arrives in Seoul on the last leg of his Asia trip",
+              "Kim Ji-woo", "2025-06-15T09:00:00Z",
+              ("Antony Blinken arrived in Seoul on Sunday for talks on trade and security.",), ("blinken",))
+REVISED = ON_TOPIC[1].path  # the South China Sea story gets a correction
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(what: str, predicate: Callable[[], object], timeout: float = 30.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def query(root: Path, sql: str, *args: object) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{root / 'index.sqlite3'}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+
+
+def health(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return r.status
+    except OSError:
+        return 0
+
+
+class Daemon:
+    def __init__(self, config: Path, log: Path):
+        self.config, self.log = config, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Daemon":
+        self.proc = subprocess.Popen([str(EXE), "run", "--config", str(self.config)],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "a"))
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+def config_text(site: SampleSite, root: Path, port: int, every: str = "2s", extra: str = "") -> str:
+    return site.config_yaml(str(root)).replace("schedule: {every: 15m}", f"schedule: {{every: {every}}}").replace(
+        "discover:\n", f"daemon:\n  listen: 127.0.0.1:{port}\n  jitter: 0\n  shutdown_grace: 10\n"
+                       f"refetch:\n  after: [4s]\n{extra}discover:\n")
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    root = tmp_path_factory.mktemp("daemon")
+    port = free_port()
+    with SampleSite(crawl_delay=0.05) as site:
+        cfg = root / "config.yaml"
+        cfg.write_text(config_text(site, root, port))
+        d = Daemon(cfg, root / "daemon.log").start()
+        try:
+            yield site, root, port, d
+        finally:
+            if d.proc and d.proc.poll() is None:
+                d.proc.kill()
+                d.proc.wait(10)
+
+
+def archived(root: Path) -> Counter:
+    return Counter(r[0] for r in query(root, "SELECT final_url FROM captures WHERE kind = 'article' AND state = 'archived'"))
+
+
+def test_1_first_poll_archives_the_outlet_and_reports_healthy(running):
+    site, root, port, d = running
+    wait_for("healthz 200", lambda: health(port) == 200)
+    wait_for("first pass", lambda: len(archived(root)) == len(ON_TOPIC))
+    assert set(archived(root)) == {site.base_url + a.path for a in ON_TOPIC}
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+        metrics = r.read().decode()
+    assert 'archiver_passes_total{outlet="harbor-times",result="ok"}' in metrics
+    assert 'archiver_fetches_total{status_class="2xx"}' in metrics
+    assert "archiver_last_success_timestamp_seconds{outlet=\"harbor-times\"}" in metrics
+
+
+def test_2_new_articles_appear_and_changed_ones_become_linked_captures(running):
+    site, root, port, d = running
+    site.revise(REVISED, "Correction: an earlier version misstated the date of the talks.")
+    site.publish(NEW)
+    new_url, revised_url = site.base_url + NEW.path, site.base_url + REVISED
+    wait_for("the new article", lambda: new_url in archived(root))
+    wait_for("the revised article's second capture", lambda: archived(root)[revised_url] == 2, timeout=40)
+    rows = query(root, "SELECT id, payload_digest, previous_capture_id FROM captures WHERE final_url = ? "
+                       "AND state = 'archived' ORDER BY id", revised_url)
+    assert rows[1][2] == rows[0][0] and rows[1][1] != rows[0][1]
+    # unchanged articles were refetched conditionally: 304 answers, revisit rows, no new copy
+    wait_for("conditional refetches", lambda: query(root, "SELECT COUNT(*) FROM captures WHERE kind = 'article' "
+                                                          "AND state = 'not_modified'")[0][0] >= 3, timeout=40)
+
+
+def test_3_unchanged_feeds_are_fetched_conditionally_and_nothing_is_archived_twice(running):
+    site, root, port, d = running
+    feed_hits = [h for h in site.hits if h.path == "/rss.xml"]
+    assert any(h.headers.get("if-none-match") and h.status == 304 for h in feed_hits)
+    revisits = query(root, "SELECT COUNT(*) FROM captures WHERE kind = 'feed' AND state = 'not_modified' "
+                           "AND warc_record_id IS NOT NULL")
+    assert revisits[0][0] >= 1
+    counts = archived(root)
+    assert all(n == 1 for url, n in counts.items() if not url.endswith(REVISED))
+
+
+def test_4_sighup_with_a_broken_config_keeps_the_old_one(running):
+    site, root, port, d = running
+    cfg = d.config
+    good = cfg.read_text()
+    cfg.write_text(good + "\nfetch_typo: 1\n")
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for("the refusal in the log", lambda: "config reload refused" in d.log.read_text())
+    assert "fetch_typo: unknown key" in d.log.read_text()
+    passes_before = query(root, "SELECT COUNT(*) FROM passes")[0][0]
+    wait_for("passes continuing", lambda: query(root, "SELECT COUNT(*) FROM passes")[0][0] > passes_before + 1)
+    assert d.proc.poll() is None and health(port) == 200
+    cfg.write_text(good)
+
+
+def test_5_sigterm_exits_0_with_every_warc_closed_and_valid(running):
+    site, root, port, d = running
+    started = time.monotonic()
+    assert d.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 10 + 5
+    assert not list((root / "warc").glob("*.open"))
+    assert all_records_ok(root) > 40
+    assert rows_point_at_records(root) > 20
+    assert "stopped cleanly" in d.log.read_text()
+
+
+def test_6_restart_keeps_the_schedule_and_archives_nothing_twice(running):
+    site, root, port, d = running
+    cfg = d.config
+    cfg.write_text(config_text(site, root, port, every="1h"))
+    d2 = Daemon(cfg, d.log).start()  # the interval changed: rescheduled one hour ahead
+    wait_for("healthz", lambda: health(port) == 200)
+    wait_for("the new interval in the job store", lambda: next_run_times(root).get("harbor-times") and
+             next_run_times(root)["harbor-times"].timestamp() > time.time() + 3000)
+    planned = next_run_times(root)["harbor-times"]
+    before = sum(archived(root).values())
+    assert d2.stop() == 0
+    d3 = Daemon(cfg, d.log).start()
+    wait_for("healthz after restart", lambda: health(port) == 200)
+    time.sleep(1.5)
+    assert next_run_times(root)["harbor-times"] == planned  # the restart did not reset the schedule
+    assert d3.stop() == 0
+    assert sum(archived(root).values()) == before
+
+
+def test_7_kill_9_during_a_pass_then_restart(tmp_path: Path):
+    port = free_port()
+    with SampleSite(crawl_delay=0.25) as site:
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(config_text(site, tmp_path, port, every="2s"))
+        d = Daemon(cfg, tmp_path / "daemon.log").start()
+        wait_for("a pass under way", lambda: len(list((tmp_path / "warc").glob("*.open"))) == 1, timeout=20)
+        time.sleep(1.0)
+        os.kill(d.proc.pid, signal.SIGKILL)
+        d.proc.wait(10)
+        d = Daemon(cfg, tmp_path / "daemon.log").start()
+        wait_for("all on-topic articles", lambda: len(archived(tmp_path)) == len(ON_TOPIC), timeout=60)
+        assert d.stop() == 0
+    assert "repaired" in (tmp_path / "daemon.log").read_text()
+    assert not list((tmp_path / "warc").glob("*.open"))
+    assert all_records_ok(tmp_path) > 20
+    assert rows_point_at_records(tmp_path) > 10
+    assert all(n == 1 for n in archived(tmp_path).values())
