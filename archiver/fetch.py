@@ -29,7 +29,7 @@ from . import SOFTWARE
 from .config import FetchSettings
 from .decode import ContentDecoder, brotli
 from .errors import BlockedByPolicy, FetchError
-from .polite import Gates
+from .polite import Gates, retry_after_seconds
 from .robots import RobotsCache
 from .urls import canonicalize, host_key
 from .wire import RecordingBackend, RecordingStream
@@ -202,7 +202,8 @@ class Fetcher:
         recorder = _Recorder(self.settings.max_body_bytes)
         # the host's turn first, then a global slot: a host waiting out its Crawl-delay must
         # not hold a slot other hosts could use
-        async with self.gates.get(host).slot(), self._global:
+        gate = self.gates.get(host)
+        async with gate.slot(url, max_wait=self.settings.timeout), self._global:
             started = datetime.now(timezone.utc)
             answered = False
             try:
@@ -242,6 +243,11 @@ class Fetcher:
         if recorder.head_length is None:
             recorder.spool.close()
             raise FetchError(url, "protocol", "response headers were not recorded")
+        if resp.status_code in (429, 503):
+            pause = gate.back_off(retry_after_seconds(resp.headers.get("retry-after")), self.settings.max_retry_after)
+            log.warning("%s answered HTTP %d; backing off this host for %.0fs", host, resp.status_code, pause)
+        else:
+            gate.recovered()
         recorder.spool.flush()
         return Response(
             url=url, started=started, ip=wire.server_addr, status=resp.status_code,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_ROBOTS_BYTES = 500_000  # RFC 9309: parse at least 500 KiB
+UNREACHABLE_RETRY = 300.0
 
 
 @dataclass
@@ -54,15 +56,17 @@ class RobotsCache:
     def __init__(self, fetcher: "Fetcher", agent: str):
         self._fetcher = fetcher
         self._agent = agent.split("/")[0]  # product token, as robots.txt groups name it
-        self._rules: dict[str, asyncio.Future[RobotsRules]] = {}
+        self._rules: dict[str, tuple[float, asyncio.Future[RobotsRules]]] = {}
+        self.max_age = fetcher.settings.robots_max_age
 
     async def rules(self, url: str) -> tuple[RobotsRules, list["Response"]]:
         """(rules for url's host, the robots.txt exchanges this call fetched: the caller archives them)."""
         host = host_key(url)
-        fut = self._rules.get(host)
-        if fut is not None:
-            return await asyncio.shield(fut), []
-        fut = self._rules[host] = asyncio.get_running_loop().create_future()
+        entry = self._rules.get(host)
+        if entry is not None and time.monotonic() < entry[0]:
+            return await asyncio.shield(entry[1]), []
+        fut: asyncio.Future[RobotsRules] = asyncio.get_running_loop().create_future()
+        self._rules[host] = (time.monotonic() + self.max_age, fut)
         try:
             rules = await self._load(host)
         except BaseException as e:  # never leave waiters hanging
@@ -70,6 +74,8 @@ class RobotsCache:
             fut.set_result(rules)
             raise
         fut.set_result(rules)
+        if rules.disallow_all:  # unreachable now is not unreachable all day: ask again soon
+            self._rules[host] = (time.monotonic() + min(self.max_age, UNREACHABLE_RETRY), fut)
         fetched, rules.exchanges = rules.exchanges, []
         return rules, fetched
 

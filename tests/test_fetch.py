@@ -121,3 +121,39 @@ def test_private_addresses_are_refused_by_default(server):
     res = asyncio.run(go())
     assert res.error is not None and "non-public address" in str(res.error)
     assert len(server.requests) == before  # refused before connecting: the server saw nothing
+
+
+def test_429_retry_after_pauses_the_host_and_is_capped():
+    from email.utils import format_datetime
+    from datetime import datetime, timedelta, timezone
+    import time
+
+    when = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=3), usegmt=True)
+    routes = {
+        "/robots.txt": raw(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+        "/slow-down": raw(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: 0\r\n\r\n"),
+        "/date-form": raw(f"HTTP/1.1 503 Service Unavailable\r\nRetry-After: {when}\r\nContent-Length: 0\r\n\r\n"
+                          .encode()),
+        "/absurd": raw(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 99999999\r\nContent-Length: 0\r\n\r\n"),
+        "/ok": raw(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    }
+    with RawServer(routes) as srv:
+        async def go(first: str, max_retry_after: float, timeout: float):
+            f = Fetcher(FetchSettings(allow_private_networks=True, per_host_delay=0, max_retry_after=max_retry_after,
+                                      timeout=timeout))
+            try:
+                r1 = await f.fetch(srv.url(first))
+                t0 = time.monotonic()
+                r2 = await f.fetch(srv.url("/ok"))
+                return r1, r2, time.monotonic() - t0
+            finally:
+                await f.aclose()
+
+        r1, r2, waited = asyncio.run(go("/date-form", 3600, 30))
+        assert r1.final.status == 503 and r2.error is None and waited >= 1.0  # HTTP-date form honoured
+        r1, r2, waited = asyncio.run(go("/slow-down", 3600, 30))
+        assert r1.final.status == 429 and r2.error is None and waited >= 1.8  # seconds form honoured
+        r1, r2, waited = asyncio.run(go("/absurd", 3, 30))
+        assert r2.error is None and 2.5 <= waited < 10  # capped by fetch.max_retry_after
+        r1, r2, waited = asyncio.run(go("/absurd", 60, 1))
+        assert r2.error is not None and r2.error.reason == "host-backoff" and waited < 1  # retried next pass
