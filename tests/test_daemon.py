@@ -116,6 +116,12 @@ def test_1_first_poll_archives_the_outlet_and_reports_healthy(running):
     assert 'archiver_passes_total{outlet="harbor-times",result="ok"}' in metrics
     assert 'archiver_fetches_total{status_class="2xx"}' in metrics
     assert "archiver_last_success_timestamp_seconds{outlet=\"harbor-times\"}" in metrics
+    status = subprocess.run([str(EXE), "status", "--config", str(d.config)], capture_output=True, text=True,
+                            timeout=30)
+    assert status.returncode == 0  # read while the daemon runs
+    row = next(line for line in status.stdout.splitlines() if "harbor-times" in line)
+    assert "never" not in row and "not scheduled" not in row and "T" in row
+    assert "totals:" in status.stdout and "archived" in status.stdout
 
 
 def test_2_new_articles_appear_and_changed_ones_become_linked_captures(running):
