@@ -488,8 +488,9 @@ class Pass:
 
     # ------------------------------------------------------------------ outlet pass
 
-    async def _refetch_due(self, outlet: Outlet, matcher: TopicMatcher, pass_id: int, stats: OutletStats) -> None:
-        due = self.index.due_for_refetch(outlet.name, self.cfg.config.refetch.after, _now())
+    async def _refetch_due(self, outlet: Outlet, matcher: TopicMatcher, pass_id: int, stats: OutletStats,
+                           pass_started: str) -> None:
+        due = self.index.due_for_refetch(outlet.name, self.cfg.config.refetch.after, _now(), pass_started)
         if not due:
             return
         self.progress("discovered", 0, len(due))
@@ -509,7 +510,8 @@ class Pass:
 
     async def outlet(self, outlet: Outlet) -> OutletStats:
         stats = OutletStats(outlet.name)
-        pass_id = self.index.start_pass(outlet.name, _now(), SOFTWARE, self.cfg.sha256)
+        started = _now()
+        pass_id = self.index.start_pass(outlet.name, started, SOFTWARE, self.cfg.sha256)
         error = None
         try:
             candidates = await self.discover(outlet, pass_id, stats)
@@ -537,7 +539,7 @@ class Pass:
 
             n = min(len(todo), self.cfg.config.fetch.concurrency)
             await asyncio.gather(*(worker() for _ in range(n)))
-            await self._refetch_due(outlet, matcher, pass_id, stats)
+            await self._refetch_due(outlet, matcher, pass_id, stats, started)
         except Exception as e:
             error = f"{type(e).__name__}: {e}"
             stats.errors.append(error)

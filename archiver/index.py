@@ -242,8 +242,10 @@ class Index:
             (url, ARCHIVED, UNCHANGED, NOT_MODIFIED)).fetchone()
         return _row(r) if r is not None else None
 
-    def due_for_refetch(self, outlet: str, after: list[float], now_iso: str) -> list[tuple[str, int]]:
-        """(url, refetches so far) for kept articles whose next refetch time has come."""
+    def due_for_refetch(self, outlet: str, after: list[float], now_iso: str,
+                        captured_before: str | None = None) -> list[tuple[str, int]]:
+        """(url, refetches so far) for kept articles whose next refetch time has come; with
+        `captured_before`, only articles first captured before then (not in the running pass)."""
         if not after:
             return []
         rows = self.conn.execute(
@@ -254,7 +256,7 @@ class Index:
         due = []
         for url, first, count in rows:
             done = count - 1
-            if done >= len(after):
+            if done >= len(after) or (captured_before is not None and first >= captured_before):
                 continue
             age = (now - datetime.fromisoformat(first.replace("Z", "+00:00"))).total_seconds()
             if age >= after[done]:
