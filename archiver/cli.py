@@ -65,6 +65,15 @@ def _load(path: str) -> LoadedConfig:
         sys.exit(2)
 
 
+def _open_index(cfg: LoadedConfig) -> Index:
+    """The index for reading, or exit 1 with the reason (e.g. nothing archived yet)."""
+    try:
+        return Index.open(cfg.storage_root, readonly=True)
+    except ArchiverError as e:
+        click.echo(f"archiver: {e}", err=True)
+        sys.exit(1)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="archiver")
 def main() -> None:
@@ -164,11 +173,7 @@ def crawl(config: str, outlets: tuple[str, ...], verbose: int, no_progress: bool
 def captures(config: str, fmt: str, outlet: str | None, kind: str | None, state: str | None) -> None:
     """List captures from the provenance index."""
     cfg = _load(config)
-    try:
-        index = Index.open(cfg.storage_root, readonly=True)
-    except ArchiverError as e:
-        click.echo(f"archiver: {e}", err=True)
-        sys.exit(1)
+    index = _open_index(cfg)
     with index:
         rows = index.captures(outlet=outlet, kind=kind, state=state)
         if fmt == "jsonl":
@@ -213,11 +218,7 @@ def status(config: str) -> None:
     from .daemon import next_run_times
 
     cfg = _load(config)
-    try:
-        index = Index.open(cfg.storage_root, readonly=True)
-    except ArchiverError as e:
-        click.echo(f"archiver: {e}", err=True)
-        sys.exit(1)
+    index = _open_index(cfg)
     upcoming = next_run_times(cfg.storage_root)
     t = Table(title=f"archiver status ({cfg.storage_root})", title_justify="left")
     for c in ("outlet", "last pass start", "end", "discovered", "archived", "updated", "failed", "next pass",
