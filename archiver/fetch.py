@@ -200,10 +200,8 @@ class Fetcher:
         client = self._client(host)
         request = client.build_request("GET", url, headers=extra_headers)
         recorder = _Recorder(self.settings.max_body_bytes)
-        # the host's turn first, then a global slot: a host waiting out its Crawl-delay must
-        # not hold a slot other hosts could use
         gate = self.gates.get(host)
-        async with gate.slot(url, max_wait=self.settings.timeout), self._global:
+        async with gate.slot(self._global, url, max_wait=self.settings.timeout):
             started = datetime.now(timezone.utc)
             answered = False
             try:

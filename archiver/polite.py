@@ -34,12 +34,18 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
 
 
 class HostGate:
-    """Requests to one host wait here; the gap is max(configured delay, robots Crawl-delay)."""
+    """Requests to one host wait here; the gap is max(configured delay, robots Crawl-delay).
+
+    The gap is measured between *actual* request starts: a request takes its global slot
+    only once its host's turn has come (so a host sitting out a long Crawl-delay holds no
+    global slot), and the start time is recorded after that slot was granted (so a wait for
+    a global slot can never squeeze two requests to one host closer together).
+    """
 
     def __init__(self, concurrency: int, delay: float):
         self._sem = asyncio.Semaphore(concurrency)
         self._lock = asyncio.Lock()
-        self._next_start = 0.0
+        self._last_start = float("-inf")
         self.delay = delay
         self.paused_until = 0.0
         self.strikes = 0  # consecutive 429/503 answers
@@ -57,21 +63,25 @@ class HostGate:
         self.strikes = 0
 
     @asynccontextmanager
-    async def slot(self, url: str = "", max_wait: float = float("inf")) -> AsyncIterator[None]:
-        wait = self.paused_until - time.monotonic()
-        if wait > max_wait:
-            raise HostPaused(url, "host-backoff", f"the host asked us to wait {wait:.0f}s more (HTTP 429/503)")
-        if wait > 0:
-            await asyncio.sleep(wait)
+    async def slot(self, global_slots: asyncio.Semaphore, url: str = "",
+                   max_wait: float = float("inf")) -> AsyncIterator[None]:
         async with self._sem:
-            async with self._lock:
-                now = time.monotonic()
-                wait = self._next_start - now
-                self._next_start = max(now, self._next_start) + self.delay
-                # sleeping under the lock keeps start times in order and spaced by `delay`
-                if wait > 0:
+            async with self._lock:  # one start decision at a time for this host
+                while True:
+                    now = time.monotonic()
+                    if self.paused_until - now > max_wait:
+                        raise HostPaused(url, "host-backoff", f"the host asked us to wait "
+                                         f"{self.paused_until - now:.0f}s more (HTTP 429/503)")
+                    wait = max(self._last_start + self.delay, self.paused_until) - now
+                    if wait <= 0:
+                        break
                     await asyncio.sleep(wait)
-            yield
+                await global_slots.acquire()
+                self._last_start = time.monotonic()
+            try:
+                yield
+            finally:
+                global_slots.release()
 
 
 class Gates:
@@ -87,9 +97,7 @@ class Gates:
         return gate
 
     def set_min_delay(self, host: str, delay: float) -> None:
-        """Raise a host's gap (robots.txt Crawl-delay); the request already spaced by the
-        old gap is pushed back too, so the very next request honours the new one."""
+        """Raise a host's gap (robots.txt Crawl-delay); gaps are measured from the last actual
+        start, so the very next request honours the new value."""
         gate = self.get(host)
-        if delay > gate.delay:
-            gate._next_start += delay - gate.delay
-            gate.delay = delay
+        gate.delay = max(gate.delay, delay)

@@ -26,7 +26,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from site_pass import SITE_TOOLS, make_config  # noqa: E402
 
-LOG_FORMAT = "log_format archiver_ts '$msec $server_addr \"$request\" $status';"
+# $msec is taken when the response is done; minus $request_time it is when the request came in
+LOG_FORMAT = "log_format archiver_ts '$msec $request_time $server_addr \"$request\" $status';"
 
 
 def rss_mb(pid: int) -> float:
@@ -88,19 +89,18 @@ def main() -> int:
         subprocess.run(sh + ["stop", "--site", str(site)], stdout=subprocess.DEVNULL)
     need = {o["ip"]: max(a.delay, float(o["robots"]["crawl_delay"] or 0)) for o in manifest["outlets"]}
     times: dict[str, list[float]] = defaultdict(list)
-    line_re = re.compile(r"^(\d+\.\d+) (\S+) ")
+    line_re = re.compile(r"^(\d+\.\d+) (\d+\.\d+) (\S+) ")
     for line in ts_log.read_text().splitlines():
         m = line_re.match(line)
-        if m and m.group(2) in need:
-            times[m.group(2)].append(float(m.group(1)))
+        if m and m.group(3) in need:
+            times[m.group(3)].append(float(m.group(1)) - float(m.group(2)))
     report = {"minutes": a.minutes, "requests": sum(len(v) for v in times.values()), "exit_code": code,
               "stop_seconds": round(stop_s, 1), "hosts": {}}
     ok = code == 0
     for ip, ts in sorted(times.items()):
         ts.sort()
         gaps = [b - a_ for a_, b in zip(ts, ts[1:])]
-        # the log has millisecond times taken when the response ends; latency is fixed, so end gaps
-        # equal start gaps up to nginx's timer resolution (1 ms)
+        # arrival = $msec - $request_time, both with millisecond resolution
         smallest = min(gaps) if gaps else None
         held = smallest is None or smallest >= need[ip] - 0.002
         ok = ok and held
