@@ -248,6 +248,95 @@ def status(config: str) -> None:
                       f" {totals['failed']} failed", markup=False, highlight=False)
 
 
+def _bar(total: int, what: str) -> Progress:
+    p = Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
+                 transient=True, disable=not err_console.is_terminal)
+    p.add_task(what, total=total)
+    return p
+
+
+@main.command("dump")
+@click.option("--config", "-c", "config", required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="folder for the text files and manifest")
+@click.option("--topic", "topics", multiple=True, help="only captures about this topic (repeatable)")
+@click.option("--outlet", "outlets", multiple=True, help="only this outlet (repeatable)")
+@click.option("--since", default=None, help="captured at or after this UTC date/time (YYYY-MM-DD[THH:MM:SS])")
+@click.option("--until", default=None, help="captured at or before this UTC date/time")
+@click.option("--url", "urls", multiple=True, help="only this URL (repeatable)")
+@click.option("--kind", type=click.Choice(["page", "article"]), default="page", show_default=True)
+@click.option("--latest", is_flag=True, help="only the newest capture of each URL")
+def dump_cmd(config: str, out: str, topics: tuple[str, ...], outlets: tuple[str, ...], since: str | None,
+             until: str | None, urls: tuple[str, ...], kind: str, latest: bool) -> None:
+    """Write one text file per capture, re-derived from the WARCs, and DIR/manifest.json."""
+    from .dump import Selection, dump, select
+
+    cfg = _load(config)
+    index = _open_index(cfg)
+    sel = Selection(topics, outlets, since, until, urls, kind, latest)
+    with index:
+        total = len(select(index, sel))
+        bar = _bar(total, "dumping")
+        try:
+            with bar:
+                manifest = dump(cfg.storage_root, index, Path(out), sel, lambda n: bar.advance(bar.task_ids[0], n))
+        except ArchiverError as e:
+            click.echo(f"archiver: {e}", err=True)
+            sys.exit(1)
+    click.echo(f"wrote {len(manifest['files'])} {kind} text files and manifest.json to {out}")
+
+
+@main.command("verify")
+@click.argument("dump_dir", type=click.Path(file_okay=False))
+@click.option("--config", "-c", "config", default=None, type=click.Path(dir_okay=False),
+              help="find the WARCs under this config's storage root")
+@click.option("--warcs", "warcs", multiple=True, type=click.Path(), help="a folder holding the WARCs (repeatable)")
+def verify_cmd(dump_dir: str, config: str | None, warcs: tuple[str, ...]) -> None:
+    """Re-derive every file of DUMP_DIR/manifest.json from its WARC and compare; exit 0 only if all match."""
+    from .dump import verify
+
+    roots = [Path(w) for w in warcs]
+    if config:
+        roots.append(_load(config).storage_root)
+    if not roots:
+        click.echo("archiver: give --config or --warcs to say where the WARCs are", err=True)
+        sys.exit(2)
+    try:
+        verdicts = verify(Path(dump_dir), roots)
+    except ArchiverError as e:
+        click.echo(f"archiver: {e}", err=True)
+        sys.exit(1)
+    for v in verdicts:
+        click.echo(f"{v.status:<14} {v.file}{'  (' + v.detail + ')' if v.detail and v.status != 'ok' else ''}")
+    bad = [v for v in verdicts if v.status != "ok"]
+    counts = {s: sum(1 for v in verdicts if v.status == s) for s in ("ok", "DIFFERS", "MISSING", "WARC NOT FOUND")}
+    click.echo(", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(verdicts)} files")
+    sys.exit(1 if bad else 0)
+
+
+@main.command("extract")
+@click.option("--kind", type=click.Choice(["article", "page"]), default="article", show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+def extract_cmd(kind: str, out: str, files: tuple[str, ...]) -> None:
+    """Run the extractor (article) or page renderer on local HTML files (plain or .html.gz)."""
+    from .dump import file_to_text, stem
+
+    dest = Path(out)
+    dest.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for name in files:
+        path = Path(name)
+        try:
+            text = file_to_text(path, kind)
+        except (OSError, EOFError, ValueError) as e:
+            click.echo(f"{path}: {e}", err=True)
+            failed += 1
+            continue
+        (dest / f"{stem(path)}.txt").write_text(text, encoding="utf-8")
+    click.echo(f"wrote {len(files) - failed} {kind} texts to {dest}" + (f"; {failed} failed" if failed else ""))
+    sys.exit(1 if failed else 0)
+
+
 @main.command()
 @click.option("--storage", type=click.Path(file_okay=False), default=None,
               help="storage root for the demo archive (default: a new temporary folder)")

@@ -120,7 +120,12 @@ def extract(markup: str) -> Extraction:
     except Exception as e:  # readability raises on some degenerate documents
         log.info("readability failed: %s", e)
     og_title = _clean(_meta(root, "og:title", "twitter:title"))
-    if og_title and (not title or len(og_title) > len(title)):
+    h1 = root.find(".//h1")
+    h1_text = _clean(h1.text_content()) if h1 is not None else ""
+    page_title = _clean(root.findtext(".//title") or "")
+    if h1_text and h1_text in page_title:
+        title = h1_text  # the headline without the site name around it
+    elif og_title and (not title or len(og_title) > len(title)):
         title = og_title
     byline = _clean(_meta(root, "author", "article:author", "byl", "dc.creator", "sailthru.author")) \
         or _ld_author(ld)
@@ -133,5 +138,7 @@ def extract(markup: str) -> Extraction:
         published = (t.get("datetime") or "").strip() if t is not None else ""
     language = (root.get("lang") or _meta(root, "og:locale", "content-language", "language") or "").strip()
     body = body.strip("\n")
+    if title and body.startswith(title + "\n"):  # the headline is already the first line
+        body = body[len(title):].lstrip("\n")
     article = f"{title}\n\n{body}\n" if body else (f"{title}\n" if title else "")
     return Extraction(title, byline, published, language, article, body + "\n" if body else "", page_text)

@@ -1,0 +1,230 @@
+"""Text dumps re-derived from the WARCs, with a manifest, and their verification.
+
+A dump file is never copied from the text files written at crawl time: it is rendered again
+from the response record the manifest names, so `verify` can repeat exactly what `dump` did
+and compare. Output depends only on the WARC bytes and the software version: files are
+written in a fixed order with fixed names, JSON with sorted keys, no clock, locale or
+environment involved.
+
+File names are `NNN_<16 hex>.txt`: NNN is the position in the order (capture time, then
+record id; at least three digits), the hex the first 16 digits of the SHA-256 of the
+response record's WARC-Record-ID (the same key as the crawl-time text files).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from warcio.archiveiterator import ArchiveIterator
+
+from . import SOFTWARE, __version__
+from .decode import decode_text
+from .errors import ArchiverError
+from .extract import EXTRACTOR_NAME, EXTRACTOR_VERSION, extract
+from .index import ARCHIVED, CaptureRow, Index
+from .pagetext import RENDERER_NAME, RENDERER_VERSION, render_html
+from .warc import existing
+
+MANIFEST = "manifest.json"
+MAX_BODY = 50_000_000
+KINDS = ("page", "article")
+
+
+class DumpError(ArchiverError):
+    pass
+
+
+def producer(kind: str) -> dict[str, Any]:
+    """What turns a response into text for `kind`, recorded in the manifest and checked by verify."""
+    if kind == "page":
+        return {"name": RENDERER_NAME, "version": RENDERER_VERSION, "options": {}}
+    return {"name": EXTRACTOR_NAME, "version": EXTRACTOR_VERSION,
+            "options": {"renderer": f"{RENDERER_NAME}/{RENDERER_VERSION}", "layout": "title, blank line, body"}}
+
+
+def capture_key(record_id: str) -> str:
+    return hashlib.sha256(record_id.encode("ascii")).hexdigest()[:16]
+
+
+def html_to_text(markup: str, kind: str) -> str:
+    if kind == "page":
+        return render_html(markup)
+    return extract(markup).article_text
+
+
+def derive(warc_path: Path, offset: int, kind: str) -> str:
+    """Re-derive the text of the response record at `offset` in `warc_path`."""
+    with open(existing(warc_path), "rb") as f:
+        f.seek(offset)
+        rec = next(iter(ArchiveIterator(f)))
+        if rec.rec_type != "response":
+            raise DumpError(f"{warc_path}@{offset} is a {rec.rec_type} record, not a response")
+        content_type = rec.http_headers.get_header("Content-Type") if rec.http_headers else None
+        body = rec.content_stream().read(MAX_BODY)
+    return html_to_text(decode_text(body, content_type).text, kind)
+
+
+def file_to_text(path: Path, kind: str) -> str:
+    """Text of a local HTML file (plain or .gz), as `archiver extract` writes it."""
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        data = gzip.decompress(data)
+    return html_to_text(decode_text(data, None).text, kind)
+
+
+def stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".gz", ".html", ".htm"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+@dataclass(frozen=True)
+class Selection:
+    topics: tuple[str, ...] = ()
+    outlets: tuple[str, ...] = ()
+    since: str | None = None
+    until: str | None = None
+    urls: tuple[str, ...] = ()
+    kind: str = "page"
+    latest: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"topics": list(self.topics), "outlets": list(self.outlets), "since": self.since,
+                "until": self.until, "urls": list(self.urls), "kind": self.kind, "latest": self.latest}
+
+
+def select(index: Index, sel: Selection) -> list[CaptureRow]:
+    rows = [r for r in index.captures(kind="article", state=ARCHIVED) if r.warc_file and r.warc_record_id]
+    if sel.topics:
+        rows = [r for r in rows if set(r.topics) & set(sel.topics)]
+    if sel.outlets:
+        rows = [r for r in rows if r.outlet in sel.outlets]
+    if sel.since:
+        rows = [r for r in rows if r.fetched_at >= sel.since]
+    if sel.until:
+        # a bare date means the whole day
+        until = sel.until + "T23:59:59.999999Z" if len(sel.until) == 10 else sel.until
+        rows = [r for r in rows if r.fetched_at <= until]
+    if sel.urls:
+        rows = [r for r in rows if r.url in sel.urls or r.final_url in sel.urls]
+    rows.sort(key=lambda r: (r.fetched_at, r.warc_record_id or ""))
+    if sel.latest:
+        newest: dict[str, CaptureRow] = {}
+        for r in rows:
+            newest[r.final_url or r.url] = r
+        keep = {id(r) for r in newest.values()}
+        rows = [r for r in rows if id(r) in keep]
+    return rows
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def dump(storage_root: Path, index: Index, out: Path, sel: Selection,
+         progress: Any = None) -> dict[str, Any]:
+    """Write the selected captures' texts and manifest.json into `out`; returns the manifest."""
+    if sel.kind not in KINDS:
+        raise DumpError(f"unknown dump kind {sel.kind!r} (page or article)")
+    rows = select(index, sel)
+    out.mkdir(parents=True, exist_ok=True)
+    width = max(3, len(str(max(0, len(rows) - 1))))
+    files = []
+    for n, row in enumerate(rows):
+        assert row.warc_file and row.warc_record_id and row.warc_offset is not None
+        text = derive(storage_root / row.warc_file, row.warc_offset, sel.kind)
+        data = text.encode("utf-8")
+        name = f"{n:0{width}d}_{capture_key(row.warc_record_id)}.txt"
+        _write_bytes(out / name, data)
+        files.append({
+            "file": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+            "url": row.url, "final_url": row.final_url, "fetched_at": row.fetched_at, "outlet": row.outlet,
+            "title": row.title, "topics": row.topics, "matched": row.matched,
+            "warc_file": row.warc_file, "warc_offset": row.warc_offset, "warc_record_id": row.warc_record_id,
+            "payload_digest": row.payload_digest, "kind": sel.kind, "producer": producer(sel.kind)})
+        if progress is not None:
+            progress(1)
+    manifest = {"format": "archiver-dump/1", "software": SOFTWARE, "version": __version__,
+                "selection": sel.as_dict(),
+                "order": "capture time (fetched_at, UTC), then WARC-Record-ID",
+                "files": files}
+    _write_bytes(out / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+                 .encode("utf-8"))
+    return manifest
+
+
+@dataclass
+class Verdict:
+    file: str
+    status: str  # ok | DIFFERS | MISSING | WARC NOT FOUND
+    detail: str = ""
+
+
+def _find_warc(name: str, roots: Iterable[Path]) -> Path | None:
+    base = Path(name).name
+    for root in roots:
+        for candidate in (root / name, root / base, root / "warc" / base):
+            if existing(candidate).exists():
+                return candidate
+        if root.is_dir():
+            for hit in sorted(root.rglob(base)):
+                return hit
+    return None
+
+
+def verify(out: Path, warc_roots: list[Path], progress: Any = None) -> list[Verdict]:
+    """Re-derive every file of out/manifest.json and compare."""
+    try:
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DumpError(f"no {MANIFEST} in {out}: not a dump folder") from None
+    except ValueError as e:
+        raise DumpError(f"{out / MANIFEST} is not valid JSON: {e}") from None
+    verdicts = []
+    for entry in manifest.get("files", []):
+        verdicts.append(_verify_one(out, entry, warc_roots))
+        if progress is not None:
+            progress(1)
+    return verdicts
+
+
+def _verify_one(out: Path, entry: dict[str, Any], warc_roots: list[Path]) -> Verdict:
+    name = entry["file"]
+    if Path(name).name != name or name in ("", ".", ".."):
+        return Verdict(name, "DIFFERS", "file name in the manifest is not a plain name")
+    path = out / name
+    if not path.exists():
+        return Verdict(name, "MISSING", "file not in the dump folder")
+    warc = _find_warc(entry["warc_file"], warc_roots)
+    if warc is None:
+        return Verdict(name, "WARC NOT FOUND", entry["warc_file"])
+    kind = entry.get("kind", "page")
+    now = producer(kind)
+    then = entry.get("producer", {})
+    try:
+        text = derive(warc, int(entry["warc_offset"]), kind)
+    except Exception as e:  # a damaged WARC is a finding, not a crash
+        return Verdict(name, "DIFFERS", f"cannot re-derive from {warc}: {e}")
+    derived = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if derived == entry["sha256"] == actual:
+        return Verdict(name, "ok")
+    reasons = []
+    if actual != entry["sha256"]:
+        reasons.append("the file was changed since it was dumped")
+    if derived != entry["sha256"]:
+        if (then.get("name"), then.get("version")) != (now["name"], now["version"]):
+            reasons.append(f"made by {then.get('name')} {then.get('version')}, re-derived with "
+                           f"{now['name']} {now['version']}")
+        else:
+            reasons.append("re-derived text differs from the manifest")
+    return Verdict(name, "DIFFERS", "; ".join(reasons))
