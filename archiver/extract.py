@@ -103,6 +103,34 @@ def _clean(s: str) -> str:
     return _SPACES.sub(" ", s or "").strip()
 
 
+_NOT_BODY = ("figure", "figcaption", "picture", "img", "aside", "nav", "form", "button", "footer", "noscript")
+_LINKY = ("p", "li", "div", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "section", "span", "table")
+
+
+def _article_body(summary_html: str) -> str:
+    """Readability's main content without what a reader skips: images and their captions,
+    asides, and link lists (related stories, tags, share bars)."""
+    if not summary_html.strip():
+        return ""
+    try:
+        tree = html.fragment_fromstring(summary_html, create_parent="div")
+    except (etree.ParserError, ValueError):
+        return render_html(summary_html)
+    for el in list(tree.iter(*_NOT_BODY)):
+        if el.getparent() is not None:
+            el.drop_tree()
+    for el in list(tree.iter(*_LINKY)):
+        if el.getparent() is None:
+            continue
+        text = _clean(el.text_content())
+        if not text or len(text) > 400:
+            continue
+        linked = sum(len(_clean(a.text_content())) for a in el.iter("a"))
+        if linked / len(text) > 0.5:
+            el.drop_tree()
+    return render_tree(tree)
+
+
 def extract(markup: str) -> Extraction:
     """Extract article and page text from a decoded HTML document; never raises on bad HTML."""
     try:
@@ -116,7 +144,7 @@ def extract(markup: str) -> Extraction:
     try:
         doc = Document(markup)
         title = _clean(doc.short_title() or doc.title() or "")
-        body = render_html(doc.summary(html_partial=True))
+        body = _article_body(doc.summary(html_partial=True))
     except Exception as e:  # readability raises on some degenerate documents
         log.info("readability failed: %s", e)
     og_title = _clean(_meta(root, "og:title", "twitter:title"))
