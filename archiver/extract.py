@@ -107,6 +107,21 @@ _NOT_BODY = ("figure", "figcaption", "picture", "img", "aside", "nav", "form", "
 _LINKY = ("p", "li", "div", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "section", "span", "table")
 
 
+# Short lines that are page furniture, not article text (checked only on lines < 80 chars).
+_FURNITURE = re.compile(
+    r"^(?:(?:photo|image|picture|credit|foto|bild)s?\s*(?::|by\b).*|image \d+ of \d+|advert(?:isement)?|"
+    r"\d*\s*comments?|share(?: this(?: article| story)?)?:?|sharing is caring!?|like this:|like loading\.*|more:|"
+    r"read more:?|related(?: articles| stories)?:?|tell us what you think\.*|(?:published|updated|posted)\b.{0,50}"
+    r"\d{4}.*|(?:(?:whatsapp|facebook|twitter|pinterest|pint|linkedin|reddit|e-?mail|print|copy link|baixar)"
+    r"\s*)+)$", re.IGNORECASE)
+
+
+def _drop_furniture(text: str) -> str:
+    kept = [line for line in text.split("\n") if not (len(line) < 80 and _FURNITURE.match(line.strip()))]
+    out = "\n".join(kept)
+    return re.sub(r"\n{3,}", "\n\n", out).strip("\n") + "\n" if out.strip() else ""
+
+
 def _article_body(summary_html: str) -> str:
     """Readability's main content without what a reader skips: images and their captions,
     asides, and link lists (related stories, tags, share bars)."""
@@ -128,7 +143,7 @@ def _article_body(summary_html: str) -> str:
         linked = sum(len(_clean(a.text_content())) for a in el.iter("a"))
         if linked / len(text) > 0.5:
             el.drop_tree()
-    return render_tree(tree)
+    return _drop_furniture(render_tree(tree))
 
 
 def extract(markup: str) -> Extraction:
