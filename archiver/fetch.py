@@ -156,7 +156,6 @@ class Fetcher:
         self._global = asyncio.Semaphore(settings.concurrency)
         # called after every exchange with (HTTP status, None) or (None, failure reason)
         self.observer: Callable[[int | None, str | None], None] | None = None
-        self._backend = RecordingBackend(settings.allow_private_networks)
         self._ssl = ssl.create_default_context()
         self._clients: dict[str, httpx.AsyncClient] = {}
         encodings = settings.accept_encoding
@@ -171,7 +170,9 @@ class Fetcher:
     def _client(self, host: str) -> httpx.AsyncClient:
         client = self._clients.get(host)
         if client is None:
-            transport = _Transport(self._backend, self.settings.per_host_concurrency, self._ssl)
+            # a backend per host, so the wire can tell this host's gate when a request really goes out
+            backend = RecordingBackend(self.settings.allow_private_networks, on_send=self.gates.get(host).mark_sent)
+            transport = _Transport(backend, self.settings.per_host_concurrency, self._ssl)
             client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False,
                                        timeout=httpx.Timeout(self.settings.timeout), headers=self._headers)
             self._clients[host] = client

@@ -38,8 +38,9 @@ class HostGate:
 
     The gap is measured between *actual* request starts: a request takes its global slot
     only once its host's turn has come (so a host sitting out a long Crawl-delay holds no
-    global slot), and the start time is recorded after that slot was granted (so a wait for
-    a global slot can never squeeze two requests to one host closer together).
+    global slot), its start is recorded after that slot was granted and again when its
+    bytes are written (`mark_sent`), and a waiting request re-checks after every sleep, so
+    neither a wait for a global slot nor a busy event loop squeezes two requests together.
     """
 
     def __init__(self, concurrency: int, delay: float):
@@ -61,6 +62,11 @@ class HostGate:
 
     def recovered(self) -> None:
         self.strikes = 0
+
+    def mark_sent(self) -> None:
+        """Called when the request's first bytes are written: the loop may have been busy
+        between the slot being granted and the send, and the gap must hold at the server."""
+        self._last_start = max(self._last_start, time.monotonic())
 
     @asynccontextmanager
     async def slot(self, global_slots: asyncio.Semaphore, url: str = "",

@@ -59,9 +59,11 @@ class WireExchange:
 
 
 class RecordingStream(httpcore.AsyncNetworkStream):
-    def __init__(self, inner: httpcore.AsyncNetworkStream, ip: str | None):
+    def __init__(self, inner: httpcore.AsyncNetworkStream, ip: str | None,
+                 on_send: Callable[[], None] | None = None):
         self._inner = inner
         self._ip = ip
+        self._on_send = on_send
         self.exchange: WireExchange | None = None
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
@@ -76,6 +78,8 @@ class RecordingStream(httpcore.AsyncNetworkStream):
         # HTTP/1.1 without pipelining: the first write after a read starts a new exchange.
         if self.exchange is None or self.exchange._reading:
             self.exchange = WireExchange(self._ip)
+            if self._on_send is not None:
+                self._on_send()  # the moment the server sees the request: politeness counts from here
         self.exchange.request += buffer
         await self._inner.write(buffer, timeout)
 
@@ -85,7 +89,7 @@ class RecordingStream(httpcore.AsyncNetworkStream):
     async def start_tls(self, ssl_context: typing.Any, server_hostname: str | None = None,
                         timeout: float | None = None) -> httpcore.AsyncNetworkStream:
         inner = await self._inner.start_tls(ssl_context, server_hostname, timeout)
-        return RecordingStream(inner, self._ip)
+        return RecordingStream(inner, self._ip, self._on_send)
 
     def get_extra_info(self, info: str) -> typing.Any:
         return self._inner.get_extra_info(info)
@@ -94,9 +98,10 @@ class RecordingStream(httpcore.AsyncNetworkStream):
 class RecordingBackend(httpcore.AsyncNetworkBackend):
     """Resolves, applies the address policy, connects by IP and wraps the stream."""
 
-    def __init__(self, allow_private_networks: bool = False):
+    def __init__(self, allow_private_networks: bool = False, on_send: Callable[[], None] | None = None):
         self._inner = httpcore.AnyIOBackend()
         self.allow_private_networks = allow_private_networks
+        self._on_send = on_send
 
     async def _resolve(self, host: str, port: int) -> list[str]:
         try:
@@ -132,7 +137,7 @@ class RecordingBackend(httpcore.AsyncNetworkBackend):
         for ip in ips:
             try:
                 stream = await self._inner.connect_tcp(ip, port, timeout, local_address, socket_options)
-                return RecordingStream(stream, ip)
+                return RecordingStream(stream, ip, self._on_send)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as e:
                 last = e
         assert last is not None
