@@ -115,3 +115,19 @@ def test_verify_refuses_paths_outside_the_dump(crawled: Crawled, tmp_path: Path,
     (out / "manifest.json").write_text(json.dumps(m))
     res = run_cli("verify", str(out), "--config", str(crawled.config_path))
     assert res.returncode == 1 and "not a plain name" in res.stdout
+
+
+def test_verify_names_the_version_that_made_a_file(crawled: Crawled, tmp_path: Path):
+    out = tmp_path / "old"
+    assert dump(crawled, out).returncode == 0
+    m = json.loads((out / "manifest.json").read_text())
+    entry = m["files"][0]
+    # as if an earlier renderer had produced different text for this capture
+    older = b"Text from an older renderer\n"
+    (out / entry["file"]).write_bytes(older)
+    entry["sha256"] = __import__("hashlib").sha256(older).hexdigest()
+    entry["producer"]["version"] = "0"
+    (out / "manifest.json").write_text(json.dumps(m))
+    res = run_cli("verify", str(out), "--config", str(crawled.config_path))
+    assert res.returncode == 1
+    assert f"made by archiver-pagetext 0, re-derived with archiver-pagetext 1" in res.stdout
