@@ -76,12 +76,16 @@ class RecordingStream(httpcore.AsyncNetworkStream):
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         # HTTP/1.1 without pipelining: the first write after a read starts a new exchange.
-        if self.exchange is None or self.exchange._reading:
+        first = self.exchange is None or self.exchange._reading
+        if first:
             self.exchange = WireExchange(self._ip)
-            if self._on_send is not None:
-                self._on_send()  # the moment the server sees the request: politeness counts from here
+        assert self.exchange is not None
         self.exchange.request += buffer
         await self._inner.write(buffer, timeout)
+        if first and self._on_send is not None:
+            # the bytes are with the kernel now (the write may have yielded to the loop before
+            # sending): politeness counts from here, the moment the server sees the request
+            self._on_send()
 
     async def aclose(self) -> None:
         await self._inner.aclose()
