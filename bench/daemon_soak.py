@@ -44,11 +44,14 @@ def main() -> int:
     ap.add_argument("--every", default="1m")
     ap.add_argument("--delay", type=float, default=0.5, help="per_host_delay in the config")
     ap.add_argument("--site", default="/tmp/site")
+    ap.add_argument("--articles", type=int, default=500, help="articles per outlet (fewer: the backfill ends "
+                                                                  "early and the rest is steady polling)")
     ap.add_argument("--out", default="/tmp/archiver-soak")
     a = ap.parse_args()
     site = Path(a.site)
     sh = ["bash", str(SITE_TOOLS / "serve.sh")]
-    subprocess.run([sys.executable, str(SITE_TOOLS / "make_site.py"), "--out", str(site), "--quiet"], check=True)
+    subprocess.run([sys.executable, str(SITE_TOOLS / "make_site.py"), "--out", str(site), "--articles",
+                    str(a.articles), "--quiet"], check=True)
     manifest = json.loads((site / "manifest.json").read_text(encoding="utf-8"))
     out = Path(a.out)
     subprocess.run(["rm", "-rf", str(out)], check=True)
@@ -111,7 +114,7 @@ def main() -> int:
         cands = [r for t, r in samples if t <= minute * 60]
         return round(cands[-1], 1) if cands else 0.0
 
-    report["rss_mb"] = {"at_2_min": at(2), f"at_{a.minutes:g}_min": at(a.minutes),
+    report["rss_mb"] = {"at_2_min": at(2), "at_5_min": at(5), f"at_{a.minutes:g}_min": at(a.minutes),
                         "peak": round(max((r for _, r in samples), default=0), 1)}
     conn_rows = subprocess.run([str(exe), "status", "--config", str(config)], capture_output=True, text=True).stdout
     print(conn_rows)
