@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 import logging
 import socket
 from collections.abc import Callable
@@ -117,6 +118,8 @@ class Pass:
         c = cfg.config
         self.fetcher = Fetcher(c.fetch)
         self._retired: list[Fetcher] = []
+        # two threads: lxml parses outside the GIL, and few threads keep malloc arenas (RSS) few
+        self._extractors = ThreadPoolExecutor(max_workers=2, thread_name_prefix="extract")
         self.writer = self._new_writer(cfg)
         self.progress = progress or (lambda event, advance, total: None)
 
@@ -142,6 +145,7 @@ class Pass:
     async def aclose(self) -> None:
         for f in (*self._retired, self.fetcher):
             await f.aclose()
+        self._extractors.shutdown(wait=True)
         self.writer.close()
 
     # ------------------------------------------------------------------ archiving helpers
@@ -406,7 +410,7 @@ class Pass:
                        final=final)
             return
         doc = decode_text(final.body or b"", final.content_type)
-        ex: Extraction = await asyncio.to_thread(extract, doc.text)
+        ex: Extraction = await asyncio.get_running_loop().run_in_executor(self._extractors, extract, doc.text)
         # checked after the last await: from here to the index row nothing else runs
         if final.url in stats.archived_urls:
             self._fail(c.url, name, "article", pass_id, DUPLICATE,
