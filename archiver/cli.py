@@ -20,6 +20,7 @@ from rich.table import Table
 
 from . import __version__
 from .config import LoadedConfig, load_config
+from .crawl import PassResult
 from .errors import ArchiverError, ConfigError
 from .index import Index, row_to_public
 
@@ -93,9 +94,7 @@ def check_config_cmd(config: str) -> None:
     click.echo("ok")
 
 
-def summary_table(result: "object") -> Table:
-    from .crawl import PassResult
-    assert isinstance(result, PassResult)
+def summary_table(result: PassResult) -> Table:
     t = Table(title="archiving pass", title_justify="left")
     cols = ["outlet", "discovered", "on-topic", "fetched", "archived", "skipped by robots", "failed",
             "blocked", "already had"]

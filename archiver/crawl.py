@@ -209,9 +209,11 @@ class Pass:
         return headers or None
 
     def _not_modified(self, resp: Response, prev: CaptureRow, outlet: str, kind: str, pass_id: int,
-                      url: str | None = None) -> CaptureRow:
-        """A 304 to a conditional request: a server-not-modified revisit (or nothing), and a row."""
-        row = self._row_for(resp, outlet, kind, NOT_MODIFIED, pass_id, None, previous_capture_id=prev.id,
+                      url: str | None = None, previous_id: int | None = None) -> CaptureRow:
+        """A 304 to a conditional request: a server-not-modified revisit (or nothing), and a row.
+        `prev` is the full capture the revisit refers to; `previous_id` the capture it follows."""
+        row = self._row_for(resp, outlet, kind, NOT_MODIFIED, pass_id, None,
+                            previous_capture_id=previous_id if previous_id is not None else prev.id,
                             revisit_of=prev.warc_record_id, payload_digest=prev.payload_digest)
         if url is not None:
             row.url = url
@@ -362,9 +364,7 @@ class Pass:
             return False
         if final.status == 304:
             self._archive_robots(result, outlet.name, pass_id)
-            row = self._not_modified(final, full, outlet.name, "article", pass_id, url=c.url)
-            self.index.conn.execute("UPDATE captures SET previous_capture_id = ? WHERE id = ?", (previous.id, row.id))
-            self.index.conn.commit()
+            self._not_modified(final, full, outlet.name, "article", pass_id, url=c.url, previous_id=previous.id)
         elif final.status == 200 and sha1_b32(final.payload_sha1) == full.payload_digest:
             self._archive_robots(result, outlet.name, pass_id)
             final.raw.seek(0)

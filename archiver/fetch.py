@@ -25,7 +25,6 @@ from typing import IO
 import httpcore
 import httpx
 
-from . import SOFTWARE
 from .config import FetchSettings
 from .decode import ContentDecoder, brotli
 from .errors import BlockedByPolicy, FetchError
@@ -319,4 +318,4 @@ def _reason(e: httpx.HTTPError) -> str:
     return type(e).__name__.lower()
 
 
-__all__ = ["Fetcher", "FetchResult", "Response", "SOFTWARE"]
+__all__ = ["Fetcher", "FetchResult", "Response"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
@@ -251,7 +252,6 @@ class Index:
         rows = self.conn.execute(
             "SELECT url, MIN(fetched_at), COUNT(*) FROM captures WHERE outlet = ? AND kind = 'article' "
             "AND state IN (?, ?, ?) GROUP BY url", (outlet, ARCHIVED, UNCHANGED, NOT_MODIFIED))
-        from datetime import datetime
         now = datetime.fromisoformat(now_iso.replace("Z", "+00:00"))
         due = []
         for url, first, count in rows:

@@ -24,6 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Iterable
 
+from warcio.archiveiterator import ArchiveIterator
+
 from .errors import StorageError
 
 OPEN_SUFFIX = ".open"
@@ -266,8 +268,6 @@ class WarcWriter:
 
 def read_payload(path: Path, offset: int, max_bytes: int) -> tuple[object, bytes]:
     """(HTTP headers, entity body with transfer and content encodings removed) of the record at offset."""
-    from warcio.archiveiterator import ArchiveIterator
-
     with open(existing(path), "rb") as f:
         f.seek(offset)
         rec = next(iter(ArchiveIterator(f)))
