@@ -103,9 +103,11 @@ def main() -> int:
     for ip, ts in sorted(times.items()):
         ts.sort()
         gaps = [b - a_ for a_, b in zip(ts, ts[1:])]
-        # arrival = $msec - $request_time, both with millisecond resolution
+        # arrival = $msec - $request_time
         smallest = min(gaps) if gaps else None
-        held = smallest is None or smallest >= need[ip] - 0.002
+        # nginx stamps both values from its cached clock (updated once per event-loop wake-up)
+        # at 1 ms resolution: a difference of two such stamps is good to a few milliseconds
+        held = smallest is None or smallest >= need[ip] - 0.005
         ok = ok and held
         report["hosts"][ip] = {"requests": len(ts), "min_gap_s": round(smallest, 3) if smallest else None,
                                "required_s": need[ip], "held": held}
