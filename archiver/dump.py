@@ -54,7 +54,7 @@ def capture_key(record_id: str) -> str:
 def html_to_text(markup: str, kind: str) -> str:
     if kind == "page":
         return render_html(markup)
-    return extract(markup).article_text
+    return extract(markup, page=False).article_text
 
 
 def derive(warc_path: Path, offset: int, kind: str) -> str:

@@ -146,30 +146,35 @@ def _article_body(summary_html: str) -> str:
     return _drop_furniture(render_tree(tree))
 
 
-def extract(markup: str) -> Extraction:
-    """Extract article and page text from a decoded HTML document; never raises on bad HTML."""
+_TITLE_SEPARATORS = re.compile(r"\s+(?:\||-|–|—|::|»|·|:)\s+")
+
+
+def headline(root: etree._Element) -> str:
+    """The article's headline: the <h1> when the page title contains it, else og:title, else
+    the longest part of <title> once the site name around it is split off."""
+    page_title = _clean(root.findtext(".//title") or "")
+    h1 = root.find(".//h1")
+    h1_text = _clean(h1.text_content()) if h1 is not None else ""
+    if h1_text and h1_text in page_title:
+        return h1_text
+    og_title = _clean(_meta(root, "og:title", "twitter:title"))
+    if og_title:
+        return og_title
+    parts = [p for p in _TITLE_SEPARATORS.split(page_title) if p]
+    return max(parts, key=len) if parts else h1_text
+
+
+def extract(markup: str, page: bool = True) -> Extraction:
+    """Extract article (and, with `page`, the whole-page text) from a decoded HTML document;
+    never raises on bad HTML. The document is parsed once here and once by readability."""
     try:
         root = html.document_fromstring(markup)
     except (etree.ParserError, ValueError):
         return Extraction("", "", "", "", "", "", "")
-    page_text = render_tree(root)
+    # readability drops and rewrites nodes; everything read from `root` is read before it runs
+    page_text = render_tree(root) if page else ""
     ld = _jsonld(root)
-    title = ""
-    body = ""
-    try:
-        doc = Document(markup)
-        title = _clean(doc.short_title() or doc.title() or "")
-        body = _article_body(doc.summary(html_partial=True))
-    except Exception as e:  # readability raises on some degenerate documents
-        log.info("readability failed: %s", e)
-    og_title = _clean(_meta(root, "og:title", "twitter:title"))
-    h1 = root.find(".//h1")
-    h1_text = _clean(h1.text_content()) if h1 is not None else ""
-    page_title = _clean(root.findtext(".//title") or "")
-    if h1_text and h1_text in page_title:
-        title = h1_text  # the headline without the site name around it
-    elif og_title and (not title or len(og_title) > len(title)):
-        title = og_title
+    title = headline(root)
     byline = _clean(_meta(root, "author", "article:author", "byl", "dc.creator", "sailthru.author")) \
         or _ld_author(ld)
     if byline.startswith("http"):
@@ -180,6 +185,11 @@ def extract(markup: str) -> Extraction:
         t = root.find(".//time[@datetime]")
         published = (t.get("datetime") or "").strip() if t is not None else ""
     language = (root.get("lang") or _meta(root, "og:locale", "content-language", "language") or "").strip()
+    body = ""
+    try:
+        body = _article_body(Document(markup).summary(html_partial=True))
+    except Exception as e:  # readability raises on some degenerate documents
+        log.info("readability failed: %s", e)
     body = body.strip("\n")
     if title and body.startswith(title + "\n"):  # the headline is already the first line
         body = body[len(title):].lstrip("\n")
