@@ -8,6 +8,7 @@ errors: a typo silently ignored would quietly change what gets archived.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -375,11 +376,39 @@ def load_config(path: str | Path) -> LoadedConfig:
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise ConfigError([ConfigProblem(str(p), line, "(file)", "config is not UTF-8")]) from None
-    cfg = parse_config_text(text, str(p))
+    cfg = _environment_overrides(parse_config_text(text, str(p)), str(p))
     root = Path(cfg.storage.root).expanduser()
     if not root.is_absolute():
         root = (p.resolve().parent / root).resolve()
     return LoadedConfig(path=p.resolve(), config=cfg, sha256=hashlib.sha256(raw).hexdigest(), storage_root=root)
+
+
+# Deployment settings a container or service manager may set without editing the YAML.
+ENV_OVERRIDES = {
+    "ARCHIVER_STORAGE_ROOT": ("storage", "root"),
+    "ARCHIVER_LISTEN": ("daemon", "listen"),
+    "ARCHIVER_LOG_FORMAT": ("daemon", "log_format"),
+}
+
+
+def _environment_overrides(cfg: Config, file: str) -> Config:
+    data = cfg.model_dump()
+    changed = False
+    for var, (section, key) in ENV_OVERRIDES.items():
+        value = os.environ.get(var)
+        if value:
+            data[section][key] = value
+            changed = True
+    if not changed:
+        return cfg
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        env_of = {f"{s}.{k}": v for v, (s, k) in ENV_OVERRIDES.items()}
+        raise ConfigError([ConfigProblem(file, 0, f"{'.'.join(map(str, err['loc']))} (from "
+                                                  f"{env_of.get('.'.join(map(str, err['loc'])), 'environment')})",
+                                         err["msg"].removeprefix("Value error, "), err.get("input"))
+                           for err in e.errors()]) from None
 
 
 def check_config(path: str | Path) -> list[ConfigProblem]:

@@ -103,3 +103,16 @@ def test_commands_exit_2_on_a_bad_config(tmp_path: Path, cmd: str):
     proc = run_cli(cmd, "--config", str(p))
     assert proc.returncode == 2
     assert f"{p}:1: topics: " in proc.stderr and f"{p}:3: fetch.timeout: " in proc.stderr
+
+
+def test_environment_overrides_storage_listen_and_log_format(tmp_path: Path, monkeypatch):
+    p = write(tmp_path, GOOD)
+    monkeypatch.setenv("ARCHIVER_STORAGE_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("ARCHIVER_LISTEN", "0.0.0.0:9000")
+    monkeypatch.setenv("ARCHIVER_LOG_FORMAT", "json")
+    cfg = load_config(p)
+    assert cfg.storage_root == tmp_path / "data"
+    assert cfg.config.daemon.host_port == ("0.0.0.0", 9000) and cfg.config.daemon.log_format == "json"
+    monkeypatch.setenv("ARCHIVER_LISTEN", "nowhere")
+    problems = check_config(p)
+    assert len(problems) == 1 and "ARCHIVER_LISTEN" in str(problems[0]) and "nowhere" in str(problems[0])
