@@ -117,7 +117,8 @@ def main() -> int:
         return round(cands[-1], 1) if cands else 0.0
 
     report["rss_mb"] = {"at_2_min": at(2), "at_5_min": at(5), f"at_{a.minutes:g}_min": at(a.minutes),
-                        "peak": round(max((r for _, r in samples), default=0), 1)}
+                        "peak": round(max((r for _, r in samples), default=0), 1),
+                        "samples_per_minute": [at(m) for m in range(1, int(a.minutes) + 1)]}
     conn_rows = subprocess.run([str(exe), "status", "--config", str(config)], capture_output=True, text=True).stdout
     print(conn_rows)
     print(json.dumps(report, indent=1))
