@@ -36,6 +36,7 @@ from .wire import RecordingBackend, RecordingStream
 log = logging.getLogger(__name__)
 
 SPOOL_IN_MEMORY = 1 << 20
+MAX_HEADERS = 500  # real responses carry a few dozen; h11 already caps their total size at 100 KiB
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 
 
@@ -209,6 +210,9 @@ class Fetcher:
                     resp = await client.send(request, stream=True)
                     answered = True
                     try:
+                        if len(resp.headers) > MAX_HEADERS:
+                            raise FetchError(url, "protocol", f"{len(resp.headers)} response headers "
+                                                              f"(more than {MAX_HEADERS})")
                         stream = resp.extensions.get("network_stream")
                         if not isinstance(stream, RecordingStream) or stream.exchange is None:
                             raise FetchError(url, "internal", "response did not come through the recorder")
