@@ -312,6 +312,35 @@ def verify_cmd(dump_dir: str, config: str | None, warcs: tuple[str, ...]) -> Non
     sys.exit(1 if bad else 0)
 
 
+@main.command("fsck")
+@click.option("--config", "-c", "config", required=True, type=click.Path(dir_okay=False))
+@click.option("--repair", is_flag=True, help="fix what is found (drop, index again, repair .open files)")
+def fsck_cmd(config: str, repair: bool) -> None:
+    """Check the index and the WARC files against each other; exit 0 when they agree."""
+    from .fsck import fsck
+
+    cfg = _load(config)
+    try:
+        index = Index.open(cfg.storage_root, readonly=not repair)
+    except ArchiverError as e:
+        click.echo(f"archiver: {e}", err=True)
+        sys.exit(1)
+    with index:
+        report = fsck(cfg.storage_root, index, repair)
+    for name in report.open_files:
+        click.echo(f"OPEN FILE          {name}")
+    for row in report.rows_without_record:
+        click.echo(f"ROW WITHOUT RECORD row {row.id} {row.url} -> {row.warc_file}@{row.warc_offset}")
+    for rec in report.records_without_row:
+        click.echo(f"RECORD WITHOUT ROW {rec.warc_file}@{rec.offset} {rec.rtype} {rec.uri}")
+    for line in report.repaired:
+        click.echo(f"repaired: {line}")
+    click.echo(f"{report.rows_checked} rows and {report.records_checked} response/revisit records checked: "
+               f"{len(report.open_files)} open files, {len(report.rows_without_record)} rows without record, "
+               f"{len(report.records_without_row)} records without row")
+    sys.exit(0 if report.clean or repair else 1)
+
+
 @main.command("extract")
 @click.option("--kind", type=click.Choice(["article", "page"]), default="article", show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False))

@@ -1,0 +1,132 @@
+"""`archiver fsck`: check the index and the WARC files against each other, and repair.
+
+Finds index rows whose record is not where the row says (deleted with --repair: their URLs
+are fetched again), response and revisit records no row points at (indexed with --repair,
+with the provenance their metadata record carries), and `.open` files left by a crash
+(repaired: cut after the last whole record, renamed).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from warcio.archiveiterator import ArchiveIterator
+
+from .index import ARCHIVED, CaptureRow, Index
+from .recover import repair_open_warc
+from .warc import OPEN_SUFFIX
+
+
+@dataclass
+class Record:
+    warc_file: str
+    offset: int
+    length: int
+    rtype: str
+    record_id: str
+    uri: str
+    date: str
+    status: int | None
+    payload_digest: str | None
+    content_type: str | None
+
+
+@dataclass
+class FsckReport:
+    open_files: list[str] = field(default_factory=list)
+    rows_without_record: list[CaptureRow] = field(default_factory=list)
+    records_without_row: list[Record] = field(default_factory=list)
+    records_checked: int = 0
+    rows_checked: int = 0
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.open_files or self.rows_without_record or self.records_without_row)
+
+
+def scan_records(root: Path) -> tuple[dict[str, Record], dict[str, dict[str, str]]]:
+    """record id -> response/revisit record; response id -> fields of the metadata record about it."""
+    records: dict[str, Record] = {}
+    metadata: dict[str, dict[str, str]] = {}
+    for path in sorted((root / "warc").glob("*.warc.gz")):
+        rel = f"warc/{path.name}"
+        with open(path, "rb") as f:
+            it = ArchiveIterator(f)
+            for rec in it:
+                h = rec.rec_headers
+                rid = h.get_header("WARC-Record-ID")
+                if rec.rec_type in ("response", "revisit"):
+                    records[rid] = Record(rel, it.get_record_offset(), 0, rec.rec_type, rid,
+                                          h.get_header("WARC-Target-URI"), h.get_header("WARC-Date"),
+                                          int(rec.http_headers.get_statuscode()) if rec.http_headers else None,
+                                          h.get_header("WARC-Payload-Digest"),
+                                          rec.http_headers.get_header("Content-Type") if rec.http_headers else None)
+                    rec.raw_stream.read()
+                elif rec.rec_type == "metadata":
+                    fields: dict[str, str] = {}
+                    for line in rec.content_stream().read().decode("utf-8", "replace").splitlines():
+                        name, _, value = line.partition(": ")
+                        fields.setdefault(name, value)  # the first of repeated fields is enough here
+                    metadata[h.get_header("WARC-Refers-To")] = fields
+                it.read_to_end()
+                if rid in records:
+                    records[rid].length = it.get_record_length()
+    return records, metadata
+
+
+def _row_ok(root: Path, row: CaptureRow) -> bool:
+    path = root / (row.warc_file or "")
+    if not path.exists() or row.warc_offset is None or row.warc_length is None:
+        return False
+    with open(path, "rb") as f:
+        f.seek(row.warc_offset)
+        member = f.read(row.warc_length)
+    try:
+        rec = next(iter(ArchiveIterator(io.BytesIO(member))))
+    except (StopIteration, Exception):
+        return False
+    return rec.rec_headers.get_header("WARC-Record-ID") == row.warc_record_id
+
+
+def fsck(root: Path, index: Index, repair: bool = False) -> FsckReport:
+    report = FsckReport()
+    for p in sorted((root / "warc").glob(f"*{OPEN_SUFFIX}")):
+        report.open_files.append(f"warc/{p.name}")
+        if repair:
+            repair_open_warc(p)
+            report.repaired.append(f"repaired {p.name}")
+    records, metadata = scan_records(root)
+    report.records_checked = len(records)
+    referenced: set[str] = set()
+    for row in index.captures():
+        if not row.warc_file:
+            continue
+        report.rows_checked += 1
+        referenced.update(row.redirect_record_ids)
+        if _row_ok(root, row):
+            referenced.add(row.warc_record_id or "")
+        else:
+            report.rows_without_record.append(row)
+    report.records_without_row = [r for rid, r in records.items() if rid not in referenced]
+    if repair:
+        for row in report.rows_without_record:
+            index.conn.execute("DELETE FROM captures WHERE id = ?", (row.id,))
+            report.repaired.append(f"dropped row {row.id} ({row.url}): its record is not in {row.warc_file}")
+        index.conn.commit()
+        for rec in report.records_without_row:
+            meta = metadata.get(rec.record_id, {})
+            topics = [t.strip() for t in meta.get("topics", "").split(",") if t.strip()]
+            row = CaptureRow(outlet=meta.get("outlet", "(unknown)"), kind="article" if meta else "recovered",
+                             state=ARCHIVED, url=meta.get("requested-url") or rec.uri, final_url=rec.uri,
+                             status=rec.status, fetched_at=rec.date, warc_file=rec.warc_file,
+                             warc_offset=rec.offset, warc_length=rec.length, warc_record_id=rec.record_id,
+                             payload_digest=rec.payload_digest, content_type=rec.content_type, topics=topics,
+                             discovered_via_url=meta.get("via") or None,
+                             discovered_via_record_id=meta.get("via-record-id") or None,
+                             error="indexed again from the WARC by fsck")
+            index.add(row)
+            report.repaired.append(f"indexed {rec.rtype} {rec.record_id} ({rec.uri}) from {rec.warc_file}")
+    return report
