@@ -19,6 +19,7 @@ from archiver.fetch import Fetcher, FetchResult
 from archiver.index import Index
 
 from .rawserver import RawServer, raw, silence
+from .test_fetch import fetch as fetch_with
 from .test_recover import all_records_ok, rows_point_at_records
 
 OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
@@ -92,14 +93,7 @@ def server():
 
 
 def fetch(url: str, **settings) -> FetchResult:
-    async def go() -> FetchResult:
-        f = Fetcher(FetchSettings(allow_private_networks=True, per_host_delay=0, timeout=0.6,
-                                  max_body_bytes=65536, **settings))
-        try:
-            return await f.fetch(url)
-        finally:
-            await f.aclose()
-    return asyncio.run(go())
+    return fetch_with(url, timeout=0.6, max_body_bytes=65536, **settings)
 
 
 @pytest.mark.parametrize("path", sorted(EXPECT))
