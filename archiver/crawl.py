@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 import logging
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -99,7 +98,6 @@ def warcinfo_fields(cfg: LoadedConfig) -> dict[str, str]:
     return {
         "software": SOFTWARE,
         "operator": cfg.config.storage.warc.operator,
-        "hostname": socket.gethostname(),
         "http-header-user-agent": f.user_agent,
         "robots": "obey" if f.respect_robots else "ignore",
         "isPartOf": "archiver",

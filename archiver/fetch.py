@@ -231,9 +231,6 @@ class Fetcher:
             except (TimeoutError, httpx.TimeoutException) as e:
                 recorder.spool.close()
                 raise FetchError(url, "timeout", f"no complete answer within the time limit ({type(e).__name__})")
-            except httpx.TooManyRedirects as e:  # pragma: no cover - redirects are followed by hand
-                recorder.spool.close()
-                raise FetchError(url, "redirects", str(e))
             except (httpx.RemoteProtocolError, httpx.ReadError) as e:
                 recorder.spool.close()
                 if not answered and (isinstance(e, httpx.ReadError) or "without sending a response" in str(e)):

@@ -55,8 +55,8 @@ class Metrics:
             for name, (kind, text) in self.HELP.items():
                 lines.append(f"# HELP {name} {text}")
                 lines.append(f"# TYPE {name} {kind}")
-                series = self._values.get(name) or ({(): 0.0} if kind == "gauge" or name.endswith("_total")
-                                                    and name not in ("archiver_passes_total",) else {})
+                # a series with labels appears once it has a value; an unlabelled one always does
+                series = self._values.get(name) or {(): 0.0}
                 for key, value in sorted(series.items()):
                     lines.append(f"{name}{_labels(dict(key))} {value:g}")
         return "\n".join(lines) + "\n"

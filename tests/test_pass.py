@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import io
 import json
 from pathlib import Path
 
-import pytest
 from warcio.archiveiterator import ArchiveIterator
 
+from archiver.crawl import run_pass
 from archiver.demo_site import DELETED, DISALLOWED, ON_TOPIC, REDIRECTS
 from archiver.index import Index
 
@@ -189,12 +190,7 @@ def test_captures_jsonl_has_documented_fields(crawled: Crawled):
     assert table.returncode == 0 and "harbor-times" in table.stdout
 
 
-@pytest.mark.parametrize("second", [True])
-def test_second_pass_archives_nothing_twice(crawled: Crawled, second: bool):
-    import asyncio
-
-    from archiver.crawl import run_pass
-
+def test_second_pass_archives_nothing_twice(crawled: Crawled):
     result = asyncio.run(run_pass(crawled.cfg))
     stats = result.outlets[0]
     assert stats.archived == 0 and stats.skipped_known >= len(ON_TOPIC)
