@@ -23,11 +23,15 @@ log = logging.getLogger(__name__)
 logging.getLogger("readability").setLevel(logging.WARNING)
 logging.getLogger("readability.readability").setLevel(logging.WARNING)
 
+# Bump whenever the clean-up after readability changes what comes out: the version is
+# provenance, and `archiver verify` names it when re-derived text differs.
+ARTICLE_RULES_VERSION = "2"
 EXTRACTOR_NAME = "readability-lxml"
 try:
-    EXTRACTOR_VERSION = version("readability-lxml")
+    _READABILITY_VERSION = version("readability-lxml")
 except PackageNotFoundError:  # pragma: no cover
-    EXTRACTOR_VERSION = "unknown"
+    _READABILITY_VERSION = "unknown"
+EXTRACTOR_VERSION = f"{_READABILITY_VERSION}+archiver.{ARTICLE_RULES_VERSION}"
 
 
 @dataclass
@@ -122,15 +126,35 @@ def _drop_furniture(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", out).strip("\n") + "\n" if out.strip() else ""
 
 
+# class/id words of page furniture that readability keeps inside the article container
+_FURNITURE_CLASS = re.compile(
+    r"(?:^|[\s_-])(?:caption|captions|gallery|slideshow|carousel|credit|credits|share|sharing|social|"
+    r"related|newsletter|promo|comments?|subscribe|signup|byline|tags?|breadcrumbs?)(?:$|[\s_-])",
+    re.IGNORECASE)
+
+
+def _drop_furniture_blocks(tree: etree._Element) -> None:
+    """Drop captions, galleries, bylines, share bars and the like by their class or id; never
+    an element holding half the text or more, since some sites name the article wrapper oddly."""
+    total = len(_clean(tree.text_content())) or 1
+    for el in list(tree.iter()):
+        if not isinstance(el.tag, str) or el.getparent() is None:
+            continue
+        marks = f"{el.get('class') or ''} {el.get('id') or ''}"
+        if len(marks) > 1 and _FURNITURE_CLASS.search(marks) and len(_clean(el.text_content())) < total / 2:
+            el.drop_tree()
+
+
 def _article_body(summary_html: str) -> str:
     """Readability's main content without what a reader skips: images and their captions,
-    asides, and link lists (related stories, tags, share bars)."""
+    galleries, bylines, asides, and link lists (related stories, tags, share bars)."""
     if not summary_html.strip():
         return ""
     try:
         tree = html.fragment_fromstring(summary_html, create_parent="div")
     except (etree.ParserError, ValueError):
         return render_html(summary_html)
+    _drop_furniture_blocks(tree)
     for el in list(tree.iter(*_NOT_BODY)):
         if el.getparent() is not None:
             el.drop_tree()
@@ -166,7 +190,7 @@ def headline(root: etree._Element) -> str:
 
 def extract(markup: str, page: bool = True) -> Extraction:
     """Extract article (and, with `page`, the whole-page text) from a decoded HTML document;
-    never raises on bad HTML. The document is parsed once here and once by readability."""
+    never raises on bad HTML. The document is parsed once; readability gets the same tree."""
     try:
         root = html.document_fromstring(markup)
     except (etree.ParserError, ValueError):
@@ -187,7 +211,7 @@ def extract(markup: str, page: bool = True) -> Extraction:
     language = (root.get("lang") or _meta(root, "og:locale", "content-language", "language") or "").strip()
     body = ""
     try:
-        body = _article_body(Document(markup).summary(html_partial=True))
+        body = _article_body(Document(root).summary(html_partial=True))
     except Exception as e:  # readability raises on some degenerate documents
         log.info("readability failed: %s", e)
     body = body.strip("\n")

@@ -97,11 +97,15 @@ def test_extract_command_on_local_files(tmp_path: Path):
     page = tmp_path / "story.html.gz"
     body = "".join(f"<p>Paragraph {i} about the talks in Hanoi between the two delegations.</p>" for i in range(8))
     page.write_bytes(gzip.compress(f"<html><head><title>Talks | Site</title></head><body><nav><ul><li>Home</li>"
-                                   f"</ul></nav><article><h1>Talks</h1>{body}</article></body></html>".encode()))
+                                   f"</ul></nav><article><h1>Talks</h1><p class='article-byline'>By A. Reporter</p>"
+                                   f"<div class='gallery'><p class='caption-full'>Delegates shake hands in Hanoi on "
+                                   f"Wednesday before the talks begin in the old quarter.</p></div>{body}</article>"
+                                   f"</body></html>".encode()))
     res = run_cli("extract", "--kind", "article", "--out", str(tmp_path / "o"), str(page))
     assert res.returncode == 0
     text = (tmp_path / "o" / "story.txt").read_text()
     assert text.startswith("Talks\n\nParagraph 0 about the talks") and "Home" not in text
+    assert "Paragraph 7" in text and "Reporter" not in text and "shake hands" not in text
     res = run_cli("extract", "--kind", "page", "--out", str(tmp_path / "p"), str(page))
     assert res.returncode == 0 and "  • Home" in (tmp_path / "p" / "story.txt").read_text()
 
