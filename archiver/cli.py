@@ -1,4 +1,4 @@
-"""Command line: `archiver crawl | captures | check-config | demo`.
+"""Command line: `archiver crawl | run | status | captures | dump | verify | extract | serve | export | fsck | check-config | demo`.
 
 Exit codes: 0 done (individual fetch failures are reported, not fatal), 1 the command could
 not run (storage not writable, index unreadable, ...), 2 bad config or usage.
@@ -254,13 +254,22 @@ def _bar(total: int, what: str) -> Progress:
     return p
 
 
+def _selection_options(f):
+    """--topic, --outlet, --since, --until: which archived articles a dump or export takes."""
+    for opt in reversed([
+        click.option("--topic", "topics", multiple=True, help="only captures about this topic (repeatable)"),
+        click.option("--outlet", "outlets", multiple=True, help="only this outlet (repeatable)"),
+        click.option("--since", default=None, help="captured at or after this UTC date/time (YYYY-MM-DD[THH:MM:SS])"),
+        click.option("--until", default=None, help="captured at or before this UTC date/time"),
+    ]):
+        f = opt(f)
+    return f
+
+
 @main.command("dump")
 @click.option("--config", "-c", "config", required=True, type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="folder for the text files and manifest")
-@click.option("--topic", "topics", multiple=True, help="only captures about this topic (repeatable)")
-@click.option("--outlet", "outlets", multiple=True, help="only this outlet (repeatable)")
-@click.option("--since", default=None, help="captured at or after this UTC date/time (YYYY-MM-DD[THH:MM:SS])")
-@click.option("--until", default=None, help="captured at or before this UTC date/time")
+@_selection_options
 @click.option("--url", "urls", multiple=True, help="only this URL (repeatable)")
 @click.option("--kind", type=click.Choice(["page", "article"]), default="page", show_default=True)
 @click.option("--latest", is_flag=True, help="only the newest capture of each URL")
@@ -310,6 +319,69 @@ def verify_cmd(dump_dir: str, config: str | None, warcs: tuple[str, ...]) -> Non
     counts = {s: sum(1 for v in verdicts if v.status == s) for s in ("ok", "DIFFERS", "MISSING", "WARC NOT FOUND")}
     click.echo(", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(verdicts)} files")
     sys.exit(1 if bad else 0)
+
+
+@main.command("serve")
+@click.option("--config", "-c", "config", required=True, type=click.Path(dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address to listen on (the UI has no login: keep it on loopback unless a proxy guards it)")
+@click.option("--port", default=8770, show_default=True, type=int)
+@click.option("-v", "--verbose", count=True)
+def serve_cmd(config: str, host: str, port: int, verbose: int) -> None:
+    """Browse the archive offline: search, captures, diffs and replay, read-only."""
+    from .browse import serve
+
+    cfg = _load(config)
+    _setup_logging(verbose, base=logging.WARNING)
+    try:
+        serve(cfg.storage_root, host, port, log_level="info" if verbose else "warning")
+    except ArchiverError as e:
+        click.echo(f"archiver: {e}", err=True)
+        sys.exit(1)
+
+
+@main.group("export")
+def export_group() -> None:
+    """Export for standard web-archive tools (WACZ for ReplayWeb.page, CDXJ for pywb)."""
+
+
+@export_group.command("wacz")
+@click.option("--config", "-c", "config", required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="the .wacz file to write")
+@_selection_options
+def export_wacz_cmd(config: str, out: str, topics: tuple[str, ...], outlets: tuple[str, ...],
+                    since: str | None, until: str | None) -> None:
+    """Write a WACZ: the WARCs holding the selected articles, a CDXJ index, pages with text."""
+    from .dump import Selection
+    from .export import export_wacz
+
+    cfg = _load(config)
+    index = _open_index(cfg)
+    with index:
+        try:
+            counts = export_wacz(cfg.storage_root, index, Path(out),
+                                 Selection(topics, outlets, since, until, kind="article"))
+        except ArchiverError as e:
+            click.echo(f"archiver: {e}", err=True)
+            sys.exit(1)
+    click.echo(f"wrote {out}: {counts['pages']} pages, {counts['warcs']} WARC files, "
+               f"{counts['cdxj_lines']} index lines")
+
+
+@export_group.command("cdxj")
+@click.option("--config", "-c", "config", required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="the .cdxj file to write")
+def export_cdxj_cmd(config: str, out: str) -> None:
+    """Write a sorted CDXJ index of every closed WARC, for pywb."""
+    from .export import export_cdxj
+
+    cfg = _load(config)
+    try:
+        n = export_cdxj(cfg.storage_root, Path(out))
+    except (ArchiverError, OSError) as e:
+        click.echo(f"archiver: {e}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {n} index lines to {out}")
 
 
 @main.command("fsck")

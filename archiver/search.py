@@ -1,0 +1,254 @@
+"""Full-text search over archived articles: SQLite FTS5, derived from the provenance index.
+
+The search database is a cache: every row in it is rebuilt from the index and the extracted
+text files (or, when a text file is gone, re-derived from its WARC record), so it can be
+deleted at any time. It lives at `<storage root>/search.sqlite3`; when the storage root is
+read-only (a copied archive, the browse container's read-only volume) it goes to a cache
+folder instead. `sync()` adds captures archived since the last call, so a browser running
+beside the daemon sees new articles without a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import logging
+import os
+import re
+import sqlite3
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import StorageError
+from .index import ARCHIVED, Index
+
+log = logging.getLogger(__name__)
+
+SEARCH_FILE = "search.sqlite3"
+# bump when the schema or what goes into it changes: an older cache is then rebuilt
+SEARCH_VERSION = "1"
+PAGE_SIZE = 20
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS docs (
+    capture_id INTEGER PRIMARY KEY,
+    url TEXT NOT NULL,
+    final_url TEXT,
+    title TEXT,
+    outlet TEXT NOT NULL,
+    topics TEXT NOT NULL,
+    fetched_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS doc_topics (capture_id INTEGER NOT NULL, topic TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS doc_topics_topic ON doc_topics(topic, capture_id);
+CREATE INDEX IF NOT EXISTS docs_outlet ON docs(outlet, fetched_at);
+CREATE INDEX IF NOT EXISTS docs_fetched ON docs(fetched_at);
+CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(title, body, tokenize = 'unicode61 remove_diacritics 2');
+"""
+
+# snippet() markers: control characters never found in extracted text, so the snippet can be
+# HTML-escaped first and the markers turned into <mark> afterwards
+_OPEN, _CLOSE = "\x02", "\x03"
+
+
+class SearchError(StorageError):
+    pass
+
+
+@dataclass
+class Query:
+    q: str = ""
+    topic: str | None = None
+    outlet: str | None = None
+    since: str | None = None
+    until: str | None = None
+    sort: str = "relevance"  # relevance | date
+    page: int = 1
+
+
+@dataclass
+class Hit:
+    capture_id: int
+    url: str
+    final_url: str | None
+    title: str
+    outlet: str
+    topics: list[str]
+    fetched_at: str
+    snippet: str  # plain text
+    snippet_html: str  # HTML-escaped, matches in <mark>
+
+    def public(self) -> dict[str, Any]:
+        return {"url": self.url, "final_url": self.final_url, "title": self.title, "outlet": self.outlet,
+                "topics": self.topics, "fetched_at": self.fetched_at, "snippet": self.snippet,
+                "capture_id": self.capture_id}
+
+
+@dataclass
+class Results:
+    hits: list[Hit] = field(default_factory=list)
+    total: int = 0
+    page: int = 1
+    pages: int = 0
+
+
+def fts_query(text: str) -> str:
+    """A user's words as an FTS5 expression: every word must occur; "quoted phrases" stay
+    phrases; FTS5 operators and punctuation typed by the user are taken as plain words."""
+    parts = re.findall(r'"([^"]*)"|(\S+)', text)
+    terms = []
+    for phrase, word in parts:
+        words = re.findall(r"\w+", phrase or word)
+        if words:
+            terms.append('"' + " ".join(words) + '"')
+    return " AND ".join(terms)
+
+
+def _cache_path(storage_root: Path) -> Path:
+    """Where the search cache goes when the storage root cannot be written to."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = hashlib.sha256(str(storage_root.resolve()).encode()).hexdigest()[:16]
+    for folder in (base / "archiver", Path(tempfile.gettempdir()) / "archiver-search"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if os.access(folder, os.W_OK):
+                return folder / f"search-{key}.sqlite3"
+        except OSError:
+            continue
+    raise SearchError(f"no writable place for the search cache of {storage_root}")
+
+
+def search_path(storage_root: Path) -> Path:
+    here = storage_root / SEARCH_FILE
+    if os.access(storage_root, os.W_OK) and (not here.exists() or os.access(here, os.W_OK)):
+        return here
+    return _cache_path(storage_root)
+
+
+class SearchIndex:
+    def __init__(self, storage_root: Path, path: Path | None = None):
+        self.storage_root = storage_root
+        self.path = path or search_path(storage_root)
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            have = self._version()
+            if have is not None and have != SEARCH_VERSION:
+                log.info("search cache %s is version %s; rebuilding", self.path, have)
+                self.conn.executescript("DROP TABLE IF EXISTS fts; DROP TABLE IF EXISTS docs; "
+                                        "DROP TABLE IF EXISTS doc_topics; DELETE FROM meta;")
+            self.conn.executescript(_SCHEMA)
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (SEARCH_VERSION,))
+            self.conn.commit()
+        except sqlite3.Error as e:
+            raise SearchError(f"cannot open search cache {self.path}: {e}") from None
+
+    def _version(self) -> str | None:
+        try:
+            r = self.conn.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        except sqlite3.Error:
+            return None
+        return r[0] if r else None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def synced_up_to(self) -> int:
+        r = self.conn.execute("SELECT value FROM meta WHERE key = 'synced'").fetchone()
+        return int(r[0]) if r else 0
+
+    def sync(self, index: Index, text_of: Any = None, batch: int = 500) -> int:
+        """Add archived articles with ids above the last synced one; returns how many.
+        `text_of(row)` gives the article text when its text file is missing."""
+        last = self.synced_up_to()
+        added = 0
+        while True:
+            rows = index.conn.execute(
+                "SELECT id, url, final_url, title, outlet, topics, fetched_at, text_path FROM captures "
+                "WHERE id > ? AND kind = 'article' AND state = ? AND warc_file IS NOT NULL ORDER BY id LIMIT ?",
+                (last, ARCHIVED, batch)).fetchall()
+            if not rows:
+                break
+            docs, fts, topics = [], [], []
+            for r in rows:
+                body = self._text(r["text_path"])
+                if body is None and text_of is not None:
+                    try:
+                        body = text_of(r["id"])
+                    except Exception as e:  # a damaged record leaves the capture unsearchable, nothing more
+                        log.warning("capture %s: no text to search: %s", r["id"], e)
+                title = r["title"] or ""
+                if body and title and body.startswith(title + "\n"):
+                    body = body[len(title):].lstrip("\n")
+                docs.append((r["id"], r["url"], r["final_url"], title, r["outlet"], r["topics"], r["fetched_at"]))
+                fts.append((r["id"], title, body or ""))
+                topics += [(r["id"], t) for t in json.loads(r["topics"] or "[]")]
+                last = r["id"]
+            with self.conn:
+                self.conn.executemany("INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?, ?, ?)", docs)
+                self.conn.executemany("INSERT OR REPLACE INTO fts(rowid, title, body) VALUES (?, ?, ?)", fts)
+                self.conn.executemany("INSERT INTO doc_topics VALUES (?, ?)", topics)
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('synced', ?)", (str(last),))
+            added += len(rows)
+        return added
+
+    def _text(self, rel: str | None) -> str | None:
+        if not rel:
+            return None
+        path = self.storage_root / rel
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def search(self, query: Query) -> Results:
+        where, args = [], []
+        match = fts_query(query.q)
+        if query.outlet:
+            where.append("d.outlet = ?")
+            args.append(query.outlet)
+        if query.topic:
+            where.append("d.capture_id IN (SELECT capture_id FROM doc_topics WHERE topic = ?)")
+            args.append(query.topic)
+        if query.since:
+            where.append("d.fetched_at >= ?")
+            args.append(query.since)
+        if query.until:
+            where.append("d.fetched_at <= ?")
+            args.append(query.until + "T23:59:59.999999Z" if len(query.until) == 10 else query.until)
+        page = max(1, query.page)
+        offset = (page - 1) * PAGE_SIZE
+        if match:
+            base = "FROM fts JOIN docs d ON d.capture_id = fts.rowid WHERE fts MATCH ?"
+            args = [match, *args]
+            cond = "".join(f" AND {w}" for w in where)
+            order = "bm25(fts, 4.0, 1.0)" if query.sort != "date" else "d.fetched_at DESC"
+            snip = f"snippet(fts, 1, '{_OPEN}', '{_CLOSE}', '…', 24)"
+            sql_rows = (f"SELECT d.*, {snip} AS snip, highlight(fts, 0, '{_OPEN}', '{_CLOSE}') AS htitle "
+                        f"{base}{cond} ORDER BY {order}, d.capture_id DESC LIMIT ? OFFSET ?")
+            sql_count = f"SELECT COUNT(*) {base}{cond}"
+        else:
+            base = "FROM docs d JOIN fts ON fts.rowid = d.capture_id"
+            cond = (" WHERE " + " AND ".join(where)) if where else ""
+            sql_rows = (f"SELECT d.*, substr(fts.body, 1, 200) AS snip, fts.title AS htitle {base}{cond} "
+                        f"ORDER BY d.fetched_at DESC, d.capture_id DESC LIMIT ? OFFSET ?")
+            sql_count = f"SELECT COUNT(*) {base}{cond}"
+        try:
+            total = self.conn.execute(sql_count, args).fetchone()[0]
+            rows = self.conn.execute(sql_rows, [*args, PAGE_SIZE, offset]).fetchall()
+        except sqlite3.OperationalError as e:
+            raise SearchError(f"search for {query.q!r} failed: {e}") from None
+        hits = []
+        for cid, url, final_url, title, outlet, topics, fetched_at, snip, _htitle in rows:
+            snip = " ".join((snip or "").split())
+            hits.append(Hit(cid, url, final_url, title or "", outlet, json.loads(topics or "[]"), fetched_at,
+                            snippet=snip.replace(_OPEN, "").replace(_CLOSE, ""), snippet_html=_marked(snip)))
+        return Results(hits, total, page, (total + PAGE_SIZE - 1) // PAGE_SIZE)
+
+
+def _marked(s: str) -> str:
+    return html.escape(s).replace(_OPEN, "<mark>").replace(_CLOSE, "</mark>")

@@ -1,0 +1,226 @@
+"""`archiver serve`: search, capture pages, diffs and replay over a real archive, offline.
+
+The archive is crawled from the sample outlet; an article is then revised and refetched so
+there are two versions to compare; `archiver serve` runs as a user starts it. The sample
+outlet's hit log proves that browsing never reaches the outlet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import lxml.html
+import pytest
+
+from archiver.config import load_config
+from archiver.crawl import run_pass
+from archiver.demo_site import ON_TOPIC, Article, SampleSite
+from archiver.index import Index
+
+from .test_daemon import free_port
+
+REVISED = "/2025/06/10/manila-patrols.html"
+CORRECTION = "Correction: the patrols began two years ago, not one, the Mekong office said."
+LATER = Article("/2025/06/16/blinken-tokyo.html", "Blinken lands in Tokyo for the final talks of the tour",
+                "Aiko Sato", "2025-06-16T08:00:00Z",
+                ("Antony Blinken landed in Tokyo on Monday for talks on chip export controls.",), ("blinken",))
+
+
+@dataclass
+class Served:
+    site: SampleSite
+    root: Path
+    config: Path
+    base: str
+    proc: subprocess.Popen
+
+
+def get(url: str) -> tuple[int, dict[str, str], str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, dict(r.headers), r.read().decode("utf-8")
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode("utf-8")
+
+
+def api(s: Served, query: str) -> dict:
+    status, _, body = get(f"{s.base}/api/search?{query}")
+    assert status == 200, body
+    return json.loads(body)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browse")
+    with SampleSite(crawl_delay=0.05, etags=False) as site:
+        config = root / "config.yaml"
+        config.write_text(site.config_yaml(str(root / "storage")).replace(
+            "discover:\n", "refetch:\n  after: [0s]\ndiscover:\n"), encoding="utf-8")
+        cfg = load_config(config)
+        asyncio.run(run_pass(cfg))
+        site.revise(REVISED, CORRECTION)
+        asyncio.run(run_pass(cfg))
+        port = free_port()
+        exe = Path(sys.executable).with_name("archiver")
+        proc = subprocess.Popen([str(exe), "serve", "--config", str(config), "--port", str(port)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if get(f"{base}/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.1)
+        try:
+            yield Served(site, root / "storage", config, base, proc)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def test_search_api_finds_highlights_filters_and_pages(served: Served):
+    hits_before = len(served.site.hits)
+    r = api(served, "q=Blinken")
+    titles = {h["title"] for h in r["results"]}
+    blinken = [a for a in ON_TOPIC if "blinken" in a.topics]
+    assert r["total"] == len(blinken) and titles == {a.title for a in blinken}
+    first = r["results"][0]
+    assert set(first) == {"url", "final_url", "title", "outlet", "topics", "fetched_at", "snippet", "capture_id"}
+    assert "blinken" in first["topics"] and first["outlet"] == "harbor-times"
+    # accents and case do not matter; quoted phrases are phrases
+    assert api(served, "q=vi%C3%8Atnam")["total"] == api(served, "q=vietnam")["total"] > 0
+    # the revised story was captured twice: both versions are found
+    assert api(served, "q=%22South+China+Sea%22")["total"] == len([a for a in ON_TOPIC if "south-china-sea" in a.topics]) + 1
+    assert api(served, "q=%22Sea+China+South%22")["total"] == 0
+    # filters
+    assert api(served, "q=Blinken&topic=vietnam")["total"] == len([a for a in blinken if "vietnam" in a.topics])
+    assert api(served, "q=Blinken&outlet=elsewhere")["total"] == 0
+    assert api(served, "q=Blinken&since=2999-01-01")["total"] == 0
+    assert api(served, "q=Blinken&until=2000-01-01")["total"] == 0
+    assert api(served, "q=Blinken&page=2")["results"] == []
+    # operators typed by a user are words, not syntax errors
+    assert api(served, "q=Blinken+AND+OR+NEAR%28%22")["total"] == 0
+    # the correction made in the second version is searchable
+    assert api(served, "q=Mekong")["total"] == 1
+    status, _, body = get(f"{served.base}/search?q=Blinken")
+    assert status == 200 and "<mark>Blinken</mark>" in body
+    assert len(served.site.hits) == hits_before, "browsing reached the outlet"
+
+
+def test_new_captures_are_searchable_without_a_restart(served: Served):
+    assert api(served, "q=Tokyo")["total"] == 0
+    served.site.publish(LATER)
+    asyncio.run(run_pass(load_config(served.config)))
+    r = api(served, "q=Tokyo")
+    assert r["total"] == 1 and r["results"][0]["title"] == LATER.title
+
+
+def test_capture_page_shows_headers_texts_provenance_and_diff(served: Served):
+    with Index.open(served.root, readonly=True) as idx:
+        rows = [r for r in idx.captures(kind="article") if (r.final_url or "").endswith(REVISED)]
+        feeds = {r.warc_record_id: r for r in idx.captures(kind="feed")}
+    first, second = sorted((r for r in rows if r.state == "archived"), key=lambda r: r.id)
+    status, headers, body = get(f"{served.base}/capture/{second.id}?diff={first.id}")
+    assert status == 200 and "script-src 'self'" in headers["content-security-policy"]
+    assert "HTTP 200" in body and "Content-Type" in body
+    assert "Manila and Washington review joint South China Sea patrols" in body
+    assert second.warc_record_id.replace("<", "&lt;").replace(">", "&gt;") in body
+    assert second.payload_digest in body and second.warc_file in body
+    via = feeds.get(second.discovered_via_record_id)
+    if via is not None:
+        assert f'href="/capture/{via.id}"' in body
+    assert '<span class="term">South China Sea</span>' in body
+    assert f"<ins>+ {CORRECTION}</ins>" in body
+    assert "<del>" not in body  # only a paragraph was added
+
+
+def test_replay_rewrites_to_the_archive_and_never_fetches(served: Served):
+    with Index.open(served.root, readonly=True) as idx:
+        row = next(r for r in idx.captures(kind="article", state="archived") if "jakarta" in (r.final_url or ""))
+    hits_before = len(served.site.hits)
+    status, headers, body = get(f"{served.base}/raw/{row.id}")
+    assert status == 200
+    csp = headers["content-security-policy"]
+    assert "sandbox" in csp and "connect-src 'self'" in csp and "*" not in csp
+    doc = lxml.html.document_fromstring(body)
+    urls = [v for el in doc.iter() if isinstance(el.tag, str)
+            for k, v in el.attrib.items() if k in ("href", "src", "action", "srcset", "poster")]
+    assert urls and all(u.startswith(("/web/", "#")) for u in urls), urls  # every link points into the archive
+    assert "Blinken meets Indonesian counterpart in Jakarta" in body
+    ts = "".join(ch for ch in row.fetched_at if ch.isdigit())[:14]
+    # an archived link resolves to its capture; an unarchived one is "missing", not fetched
+    status, _, body = get(f"{served.base}/web/{ts}/{served.site.base_url}/2025/06/09/analysis-blinken-hanoi.html")
+    assert status == 200 and "Hanoi" in body
+    status, headers, body = get(f"{served.base}/web/{ts}/{served.site.base_url}/img/photo.jpg")
+    assert status == 404 and "Not in the archive" in body and "sandbox" in headers["content-security-policy"]
+    assert len(served.site.hits) == hits_before
+
+
+def test_home_counts_topics_and_outlets(served: Served):
+    status, _, body = get(f"{served.base}/")
+    assert status == 200
+    assert 'href="/search?topic=blinken"' in body and 'href="/search?outlet=harbor-times"' in body
+    assert "<svg class=\"chart\"" in body and "<rect" in body
+
+
+def test_unknown_capture_is_a_404_page(served: Served):
+    assert get(f"{served.base}/capture/999999")[0] == 404
+    assert get(f"{served.base}/raw/999999")[0] == 404
+
+
+def test_browser_search_open_capture_diff_and_replay_stay_on_the_archive(served: Served, tmp_path: Path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = os.environ.get("ARCHIVER_CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).exists():
+        if os.environ.get("ARCHIVER_REQUIRE_BROWSER"):
+            pytest.fail(f"no browser at {chromium}")
+        pytest.skip(f"no browser at {chromium} (apt-get install chromium)")
+    hits_before = len(served.site.hits)
+    requests: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            context = browser.new_context()
+            context.on("request", lambda req: requests.append(req.url))
+            page = context.new_page()
+            page.goto(f"{served.base}/")
+            page.fill("header input[name=q]", "Manila patrols")
+            page.click("header button")
+            page.wait_for_selector("li.hit")
+            assert page.locator("li.hit mark").first.inner_text().lower() in ("manila", "patrols")
+            page.click("li.hit a.title >> nth=0")
+            page.wait_for_selector("#article")
+            assert "Manila and Washington" in page.locator("#title").inner_text()
+            assert "Found via" in page.locator("#provenance").inner_text()
+            page.click("#versions button >> nth=0")
+            page.wait_for_selector("#diff")
+            assert CORRECTION in page.locator("#diff").inner_text()
+            page.click("#view-archived")
+            frame_el = page.wait_for_selector("iframe.replay")
+            frame = frame_el.content_frame()
+            assert frame is not None
+            frame.wait_for_selector("h1")
+            assert "Manila and Washington" in frame.locator("h1").inner_text()
+            # a script in the replayed page cannot reach the UI around it
+            reach = frame.evaluate("() => { try { return parent.document.title; } catch (e) { return 'blocked'; } }")
+            assert reach == "blocked"
+            page.screenshot(path=str(tmp_path / "replay.png"))
+        finally:
+            browser.close()
+    assert requests, "the browser made no requests"
+    outside = [u for u in requests if not u.startswith(served.base + "/") and not u.startswith("data:")]
+    assert outside == [], f"requests left the archive: {outside}"
+    assert any("/web/" in u and u.endswith("/img/photo.jpg") for u in requests)  # asked the archive, not the web
+    assert len(served.site.hits) == hits_before
