@@ -9,6 +9,8 @@ flushed (see crawl.py), so a row never points at bytes that are not on disk.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 from datetime import datetime
 from dataclasses import asdict, dataclass, field, fields
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import StorageError
+
+log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.sqlite3"
 SCHEMA_VERSION = 2
@@ -158,7 +162,7 @@ class Index:
             if readonly:
                 if not path.exists():
                     raise StorageError(f"no index at {path}: nothing has been archived under this storage root yet")
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+                conn = _open_readonly(path)
             else:
                 storage_root.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(path, timeout=30)
@@ -276,6 +280,21 @@ class Index:
         sql += " ORDER BY id"
         for r in self.conn.execute(sql, args):
             yield _row(r)
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection. A WAL database on read-only media (a copied archive, the browse
+    container's read-only volume) cannot be opened normally when no writer has left its -shm
+    file; it is then read as an immutable snapshot, which is exact while nothing writes."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        if os.access(path.parent, os.W_OK):
+            raise
+    log.info("%s is on read-only storage with no writer: reading it as a snapshot", path)
+    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=30)
 
 
 def _row(r: sqlite3.Row) -> CaptureRow:

@@ -224,3 +224,44 @@ def test_browser_search_open_capture_diff_and_replay_stay_on_the_archive(served:
     assert outside == [], f"requests left the archive: {outside}"
     assert any("/web/" in u and u.endswith("/img/photo.jpg") for u in requests)  # asked the archive, not the web
     assert len(served.site.hits) == hits_before
+
+
+def test_serves_a_copied_archive_from_read_only_storage(crawled, tmp_path: Path):
+    """A storage root copied elsewhere and mounted read-only, with no daemon beside it."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(crawled.root, copy, ignore=shutil.ignore_patterns("*.sqlite3-wal", "*.sqlite3-shm"))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(copy), str(ro)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {mounted.stderr.decode().strip()}")
+    try:
+        if subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], capture_output=True).returncode != 0:
+            pytest.skip("cannot remount read-only here")
+        assert not os.access(ro, os.W_OK)
+        config = tmp_path / "config.yaml"
+        config.write_text(crawled.config_path.read_text().replace(str(crawled.root), str(ro)))
+        port = free_port()
+        exe = Path(sys.executable).with_name("archiver")
+        env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+        proc = subprocess.Popen([str(exe), "serve", "--config", str(config), "--port", str(port)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    status, _, body = get(f"{base}/api/search?q=Blinken")
+                    break
+                except OSError:
+                    assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+                    time.sleep(0.1)
+            assert status == 200 and json.loads(body)["total"] == len([a for a in ON_TOPIC if "blinken" in a.topics])
+            assert list((tmp_path / "cache" / "archiver").glob("search-*.sqlite3"))  # the cache went elsewhere
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)
