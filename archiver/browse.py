@@ -140,12 +140,15 @@ def chart(days: list[tuple[str, int]]) -> dict[str, Any]:
     if not days:
         return {"bars": [], "width": 0, "height": 0, "max": 0}
     top = max(n for _, n in days)
-    bar, gap, height = 14, 4, 120
+    width, height = 720, 120
+    slot = width / len(days)
+    bar = max(2.0, min(40.0, slot * 0.8))
     bars = []
     for i, (day, n) in enumerate(days):
         h = max(1, round(n / top * height))
-        bars.append({"x": i * (bar + gap), "y": height - h + 4, "w": bar, "h": h, "day": day, "n": n})
-    return {"bars": bars, "width": len(days) * (bar + gap), "height": height + 24, "max": top}
+        bars.append({"x": round(i * slot + (slot - bar) / 2, 1), "y": height - h + 4, "w": round(bar, 1), "h": h,
+                     "day": day, "n": n})
+    return {"bars": bars, "width": width, "height": height + 24, "max": top}
 
 
 def diff_lines(a: str, b: str) -> list[tuple[str, str]]:
@@ -231,10 +234,13 @@ def create_app(storage_root: Path) -> Starlette:
                 other = archive.row(int(request.query_params["diff"]))
             except ValueError:
                 other = None
-            if other is not None:
-                diff = diff_lines(archive.text(other.id, "article"), article)
+        older = newer = None
+        if other is not None:
+            # always shown as what changed from the earlier capture to the later one
+            older, newer = sorted((other, row), key=lambda r: (r.fetched_at, r.id))
+            diff = diff_lines(archive.text(older.id, "article"), archive.text(newer.id, "article"))
         return page("capture.html", row=row, source=source, response=response, article=article,
-                    page_text=page_text, via=via, versions=versions, diff=diff, other=other)
+                    page_text=page_text, via=via, versions=versions, diff=diff, older=older, newer=newer)
 
     async def replay_frame(request: Request) -> Response:
         cid = request.path_params["cid"]

@@ -144,6 +144,9 @@ def test_capture_page_shows_headers_texts_provenance_and_diff(served: Served):
     assert '<span class="term">South China Sea</span>' in body
     assert f"<ins>+ {CORRECTION}</ins>" in body
     assert "<del>" not in body  # only a paragraph was added
+    # from the older capture's page the diff still reads from older to newer
+    status, _, body = get(f"{served.base}/capture/{first.id}?diff={second.id}")
+    assert status == 200 and f"<ins>+ {CORRECTION}</ins>" in body and "<del>" not in body
 
 
 def test_replay_rewrites_to_the_archive_and_never_fetches(served: Served):

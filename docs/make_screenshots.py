@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Regenerate the browse UI screenshots in docs/ from a sample archive, offline.
+
+    .venv/bin/python docs/make_screenshots.py [--chromium /usr/bin/chromium]
+
+Archives the bundled sample outlet (127.0.0.1) twice with a correction in between, starts
+`archiver serve` on it and photographs home, search results, a capture page with its diff,
+and the replay view with Debian's chromium driven by playwright.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from archiver.config import load_config
+from archiver.crawl import run_pass
+from archiver.demo_site import SampleSite
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--chromium", default="/usr/bin/chromium")
+    a = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="archiver-shots-"))
+    with SampleSite(crawl_delay=0.05, etags=False) as site:
+        config = root / "config.yaml"
+        config.write_text(site.config_yaml(str(root / "storage")).replace(
+            "discover:\n", "refetch:\n  after: [0s]\ndiscover:\n"), encoding="utf-8")
+        cfg = load_config(config)
+        asyncio.run(run_pass(cfg))
+        site.revise("/2025/06/10/manila-patrols.html",
+                    "Correction: the patrols began two years ago, not one, the Mekong office said.")
+        asyncio.run(run_pass(cfg))
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    exe = Path(sys.executable).with_name("archiver")
+    proc = subprocess.Popen([str(exe), "serve", "--config", str(config), "--port", str(port)])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.1)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=a.chromium, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            page.goto(f"{base}/")
+            page.screenshot(path=str(HERE / "browse-home.png"), full_page=True)
+            page.goto(f"{base}/search?q=Blinken+Vietnam")
+            page.screenshot(path=str(HERE / "browse-search.png"))
+            page.goto(f"{base}/search?q=Manila")
+            page.click("li.hit a.title >> nth=0")
+            page.click("#versions button >> nth=0")
+            page.wait_for_selector("#diff")
+            page.screenshot(path=str(HERE / "browse-capture.png"), full_page=True)
+            page.click("#view-archived")
+            page.wait_for_selector("iframe.replay")
+            page.frame_locator("iframe.replay").locator("h1").wait_for()
+            page.screenshot(path=str(HERE / "browse-replay.png"))
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    print(f"screenshots written to {HERE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
