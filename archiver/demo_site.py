@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 OUTLET = "Harbor Times"
@@ -344,3 +345,25 @@ outlets:
     search: ["{b}/search?q={{query}}"]
     schedule: {{every: 15m}}
 """
+
+
+REVISED_PATH = "/2025/06/10/manila-patrols.html"
+CORRECTION = "Correction: the patrols began two years ago, not one, the Mekong office said."
+
+
+def archive_with_revision(site: SampleSite, root: Path) -> Path:
+    """Archive the site, correct one story, archive again (refetch at once): an archive with
+    two versions of a URL, as the browse tests and screenshots need. Returns the config path."""
+    import asyncio
+
+    from .config import load_config
+    from .crawl import run_pass
+
+    config = root / "config.yaml"
+    config.write_text(site.config_yaml(str(root / "storage")).replace(
+        "discover:\n", "refetch:\n  after: [0s]\ndiscover:\n"), encoding="utf-8")
+    cfg = load_config(config)
+    asyncio.run(run_pass(cfg))
+    site.revise(REVISED_PATH, CORRECTION)
+    asyncio.run(run_pass(cfg))
+    return config

@@ -27,7 +27,7 @@ import httpx
 
 from .config import FetchSettings
 from .decode import ContentDecoder, brotli
-from .errors import BlockedByPolicy, FetchError
+from .errors import FetchError
 from .polite import Gates, retry_after_seconds
 from .robots import RobotsCache
 from .urls import canonicalize, host_key

@@ -11,7 +11,6 @@ and the replay view with Debian's chromium driven by playwright.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import socket
 import subprocess
 import sys
@@ -22,9 +21,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from archiver.config import load_config
-from archiver.crawl import run_pass
-from archiver.demo_site import SampleSite
+from archiver.demo_site import SampleSite, archive_with_revision
 
 HERE = Path(__file__).resolve().parent
 
@@ -35,14 +32,7 @@ def main() -> int:
     a = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="archiver-shots-"))
     with SampleSite(crawl_delay=0.05, etags=False) as site:
-        config = root / "config.yaml"
-        config.write_text(site.config_yaml(str(root / "storage")).replace(
-            "discover:\n", "refetch:\n  after: [0s]\ndiscover:\n"), encoding="utf-8")
-        cfg = load_config(config)
-        asyncio.run(run_pass(cfg))
-        site.revise("/2025/06/10/manila-patrols.html",
-                    "Correction: the patrols began two years ago, not one, the Mekong office said.")
-        asyncio.run(run_pass(cfg))
+        config = archive_with_revision(site, root)
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]

@@ -23,13 +23,12 @@ import pytest
 
 from archiver.config import load_config
 from archiver.crawl import run_pass
-from archiver.demo_site import ON_TOPIC, Article, SampleSite
+from archiver.demo_site import CORRECTION, ON_TOPIC, REVISED_PATH, Article, SampleSite, archive_with_revision
 from archiver.index import Index
 
 from .test_daemon import free_port
 
-REVISED = "/2025/06/10/manila-patrols.html"
-CORRECTION = "Correction: the patrols began two years ago, not one, the Mekong office said."
+REVISED = REVISED_PATH
 LATER = Article("/2025/06/16/blinken-tokyo.html", "Blinken lands in Tokyo for the final talks of the tour",
                 "Aiko Sato", "2025-06-16T08:00:00Z",
                 ("Antony Blinken landed in Tokyo on Monday for talks on chip export controls.",), ("blinken",))
@@ -62,13 +61,7 @@ def api(s: Served, query: str) -> dict:
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("browse")
     with SampleSite(crawl_delay=0.05, etags=False) as site:
-        config = root / "config.yaml"
-        config.write_text(site.config_yaml(str(root / "storage")).replace(
-            "discover:\n", "refetch:\n  after: [0s]\ndiscover:\n"), encoding="utf-8")
-        cfg = load_config(config)
-        asyncio.run(run_pass(cfg))
-        site.revise(REVISED, CORRECTION)
-        asyncio.run(run_pass(cfg))
+        config = archive_with_revision(site, root)
         port = free_port()
         exe = Path(sys.executable).with_name("archiver")
         proc = subprocess.Popen([str(exe), "serve", "--config", str(config), "--port", str(port)],
