@@ -86,12 +86,17 @@ def main() -> None:
 def check_config_cmd(config: str) -> None:
     """Validate CONFIG; print 'ok' or every problem as FILE:LINE: key: what is wrong."""
     try:
-        load_config(config)
+        cfg = load_config(config)
     except ConfigError as e:
         for p in e.problems:
             click.echo(str(p))
         sys.exit(2)
     click.echo("ok")
+    for outlet in cfg.config.outlets:
+        if outlet.headers or outlet.cookies:
+            what = [f"header {name}: [redacted]" for name in outlet.headers]
+            what += [f"cookie {name}=[redacted]" for name in outlet.cookies]
+            click.echo(f"outlet {outlet.name} sends {', '.join(what)} to {', '.join(sorted(outlet.hosts()))} only")
 
 
 def summary_table(result: PassResult) -> Table:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import ConfigError, ConfigProblem
 
@@ -202,6 +202,13 @@ class Schedule(_Model):
         return self
 
 
+# headers the fetcher sets or HTTP framing needs: configuring them would corrupt the exchange
+_MANAGED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "accept-encoding",
+                    "user-agent", "if-none-match", "if-modified-since", "upgrade", "te", "cookie"}
+# config keys whose values are secrets: never echoed back in problems
+SECRET_KEYS = ("headers", "cookies")
+
+
 class Outlet(_Model):
     name: str = Field(min_length=1, pattern=r"^[\w][\w .-]*$")
     feeds: list[str] = []
@@ -210,6 +217,55 @@ class Outlet(_Model):
     search: list[str] = []
     topics: list[str] = []
     schedule: Schedule = Schedule(every=1800)
+    # credentials for outlets that need them, sent only to this outlet's own hosts; a value
+    # may be "${ENV_VAR}" to keep it out of the file. Never logged, never in warcinfo, and
+    # replaced by "[redacted]" in the stored request records.
+    headers: dict[str, SecretStr] = {}
+    cookies: dict[str, SecretStr] = {}
+
+    @field_validator("headers", "cookies", mode="before")
+    @classmethod
+    def _secrets_from_env(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out = {}
+        for key, value in v.items():
+            if isinstance(value, str):
+                m = re.fullmatch(r"\$\{(\w+)\}", value.strip())
+                if m:
+                    if m.group(1) not in os.environ:
+                        raise ValueError(f"{key}: environment variable {m.group(1)} is not set")
+                    value = os.environ[m.group(1)]
+            out[key] = value
+        return out
+
+    @field_validator("headers", "cookies")
+    @classmethod
+    def _credential_names(cls, v: dict[str, SecretStr], info: ValidationInfo) -> dict[str, SecretStr]:
+        header = info.field_name == "headers"
+        what = "an HTTP header name" if header else "a cookie name"
+        for name, value in v.items():
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+                raise ValueError(f"not {what}: {name!r}")
+            if header and name.lower() in _MANAGED_HEADERS:
+                raise ValueError(f"{name} is set by archiver itself and cannot be configured per outlet")
+            if re.search(r"[\r\n\x00]" if header else r"[;\r\n\x00]", value.get_secret_value()):
+                raise ValueError(f"the value of {name} contains a line break" if header else
+                                 f"the value of cookie {name} contains ';' or a line break")
+        return v
+
+    def credential_headers(self) -> dict[str, str]:
+        out = {k: v.get_secret_value() for k, v in self.headers.items()}
+        if self.cookies:
+            out["Cookie"] = "; ".join(f"{k}={v.get_secret_value()}" for k, v in self.cookies.items())
+        return out
+
+    def hosts(self) -> set[str]:
+        """host:port keys of every URL this outlet names (where its credentials may go)."""
+        from .urls import host_key
+
+        return {host_key(u) for u in (*self.feeds, *self.sitemaps, *self.pages, *self.search)
+                if u != "auto"}
 
     @field_validator("feeds", "sitemaps", "pages")
     @classmethod
@@ -338,6 +394,9 @@ def _problems_from_validation(file: str, root: yaml.Node | None, data: Any,
             value = _lookup(data, loc)
             if isinstance(value, (dict, list)):
                 value = None
+        if any(part in SECRET_KEYS for part in loc if isinstance(part, str)):
+            value = None
+            msg = re.sub(r"\(got .*\)$", "", msg)
         problems.append(ConfigProblem(file, _node_line(root, loc), _loc_path(data, loc), msg, value))
     problems.sort(key=lambda p: p.line)
     return problems

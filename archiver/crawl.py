@@ -106,6 +106,17 @@ def warcinfo_fields(cfg: LoadedConfig) -> dict[str, str]:
     }
 
 
+def credentials(cfg: LoadedConfig) -> dict[str, dict[str, str]]:
+    """Per host, the credential headers of the outlet(s) naming that host."""
+    out: dict[str, dict[str, str]] = {}
+    for outlet in cfg.config.outlets:
+        headers = outlet.credential_headers()
+        if headers:
+            for host in outlet.hosts():
+                out.setdefault(host, {}).update(headers)
+    return out
+
+
 class Pass:
     """State shared by the outlets of one pass: fetcher, WARC writer, index."""
 
@@ -115,6 +126,7 @@ class Pass:
         self.root = cfg.storage_root
         c = cfg.config
         self.fetcher = Fetcher(c.fetch)
+        self.fetcher.credentials = credentials(cfg)
         self._retired: list[Fetcher] = []
         # two threads: lxml parses outside the GIL, and few threads keep malloc arenas (RSS) few
         self._extractors = ThreadPoolExecutor(max_workers=2, thread_name_prefix="extract")
@@ -134,6 +146,7 @@ class Pass:
             self._retired.append(self.fetcher)
             self.fetcher = Fetcher(cfg.config.fetch)
             self.fetcher.observer = observer
+        self.fetcher.credentials = credentials(cfg)
         if cfg.sha256 != old.sha256:
             self.writer.close()
             closed, written = self.writer.closed_files, self.writer.bytes_written

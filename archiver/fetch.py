@@ -158,6 +158,8 @@ class Fetcher:
         self.observer: Callable[[int | None, str | None], None] | None = None
         self._ssl = ssl.create_default_context()
         self._clients: dict[str, httpx.AsyncClient] = {}
+        # host key -> headers sent only to that host (outlet credentials; see config.Outlet)
+        self.credentials: dict[str, dict[str, str]] = {}
         encodings = settings.accept_encoding
         if brotli is None:
             encodings = ", ".join(e for e in (x.strip() for x in encodings.split(",")) if e != "br")
@@ -199,6 +201,9 @@ class Fetcher:
     async def _exchange_once(self, url: str, max_decoded: int, extra_headers: dict[str, str] | None) -> Response:
         host = host_key(url)
         client = self._client(host)
+        secret = self.credentials.get(host)
+        if secret:
+            extra_headers = {**(extra_headers or {}), **secret}
         request = client.build_request("GET", url, headers=extra_headers)
         recorder = _Recorder(self.settings.max_body_bytes)
         gate = self.gates.get(host)
@@ -251,7 +256,7 @@ class Fetcher:
         return Response(
             url=url, started=started, ip=wire.server_addr, status=resp.status_code,
             reason=resp.reason_phrase, http_version=resp.http_version, headers=resp.headers,
-            request_bytes=bytes(wire.request), raw=recorder.spool, head_length=recorder.head_length,
+            request_bytes=redact_request(bytes(wire.request), secret), raw=recorder.spool, head_length=recorder.head_length,
             raw_length=recorder.head_length + recorder.body_length, block_sha1=recorder.block.digest(),
             payload_sha1=recorder.payload.digest(), truncated="length" if recorder.over else None,
             body=bytes(decoder.out), body_truncated=decoder.truncated or recorder.over,
@@ -305,6 +310,24 @@ class Fetcher:
         """GET a URL as a crawler: robots.txt checked for every hop, redirects followed."""
         return await self.fetch_raw_chain(url, self.settings.max_redirects, extra_headers=extra_headers,
                                           check_robots=True)
+
+
+REDACTED = b"[redacted]"
+
+
+def redact_request(request: bytes, secret: dict[str, str] | None) -> bytes:
+    """The request as sent, with the values of credential headers replaced: WARCs are shared
+    and exported, credentials must not travel with them."""
+    if not secret:
+        return request
+    names = {k.lower().encode("latin-1") for k in secret}
+    head, sep, body = request.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    for i, line in enumerate(lines[1:], 1):
+        name, colon, _ = line.partition(b":")
+        if colon and name.strip().lower() in names:
+            lines[i] = name + b": " + REDACTED
+    return b"\r\n".join(lines) + sep + body
 
 
 def _reason(e: httpx.HTTPError) -> str:
