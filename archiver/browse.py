@@ -200,8 +200,7 @@ def create_app(storage_root: Path) -> Starlette:
             q, res = _run_search(request)
         except StorageError as e:
             return page("error.html", status=400, message=str(e))
-        ov = archive.overview()
-        return page("search.html", q=q, res=res, page_size=PAGE_SIZE, ov=ov)
+        return page("search.html", q=q, res=res, page_size=PAGE_SIZE, ov=archive.search_index.facets())
 
     async def search_api(request: Request) -> Response:
         try:

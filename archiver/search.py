@@ -205,6 +205,13 @@ class SearchIndex:
         except (OSError, UnicodeDecodeError):
             return None
 
+    def facets(self) -> dict[str, list[tuple[str, int]]]:
+        """Topics and outlets with their capture counts, for the search filters."""
+        return {"topics": self.conn.execute("SELECT topic, COUNT(*) FROM doc_topics GROUP BY topic "
+                                            "ORDER BY COUNT(*) DESC, topic").fetchall(),
+                "outlets": self.conn.execute("SELECT outlet, COUNT(*) FROM docs GROUP BY outlet "
+                                             "ORDER BY COUNT(*) DESC, outlet").fetchall()}
+
     def search(self, query: Query) -> Results:
         where, args = [], []
         match = fts_query(query.q)
