@@ -234,23 +234,34 @@ class SearchIndex:
             args = [match, *args]
             cond = "".join(f" AND {w}" for w in where)
             order = "bm25(fts, 4.0, 1.0)" if query.sort != "date" else "d.fetched_at DESC"
-            snip = f"snippet(fts, 1, '{_OPEN}', '{_CLOSE}', '…', 24)"
-            sql_rows = (f"SELECT d.*, {snip} AS snip, highlight(fts, 0, '{_OPEN}', '{_CLOSE}') AS htitle "
-                        f"{base}{cond} ORDER BY {order}, d.capture_id DESC LIMIT ? OFFSET ?")
+            # ids first, snippets after: computing snippet() for every match before the sort
+            # is what makes broad queries slow
+            sql_ids = f"SELECT d.capture_id {base}{cond} ORDER BY {order}, d.capture_id DESC LIMIT ? OFFSET ?"
             sql_count = f"SELECT COUNT(*) {base}{cond}"
         else:
-            base = "FROM docs d JOIN fts ON fts.rowid = d.capture_id"
+            base = "FROM docs d"
             cond = (" WHERE " + " AND ".join(where)) if where else ""
-            sql_rows = (f"SELECT d.*, substr(fts.body, 1, 200) AS snip, fts.title AS htitle {base}{cond} "
-                        f"ORDER BY d.fetched_at DESC, d.capture_id DESC LIMIT ? OFFSET ?")
+            sql_ids = f"SELECT d.capture_id {base}{cond} ORDER BY d.fetched_at DESC, d.capture_id DESC LIMIT ? OFFSET ?"
             sql_count = f"SELECT COUNT(*) {base}{cond}"
         try:
             total = self.conn.execute(sql_count, args).fetchone()[0]
-            rows = self.conn.execute(sql_rows, [*args, PAGE_SIZE, offset]).fetchall()
+            ids = [r[0] for r in self.conn.execute(sql_ids, [*args, PAGE_SIZE, offset])]
+            marks = ", ".join("?" * len(ids))
+            if match:
+                snip = f"snippet(fts, 1, '{_OPEN}', '{_CLOSE}', '…', 24)"
+                found = self.conn.execute(
+                    f"SELECT d.*, {snip} FROM fts JOIN docs d ON d.capture_id = fts.rowid "
+                    f"WHERE fts MATCH ? AND fts.rowid IN ({marks})", [match, *ids]).fetchall()
+            else:
+                found = self.conn.execute(
+                    f"SELECT d.*, substr(fts.body, 1, 200) FROM docs d JOIN fts ON fts.rowid = d.capture_id "
+                    f"WHERE d.capture_id IN ({marks})", ids).fetchall()
         except sqlite3.OperationalError as e:
             raise SearchError(f"search for {query.q!r} failed: {e}") from None
+        by_id = {r[0]: r for r in found}
+        rows = [by_id[i] for i in ids if i in by_id]
         hits = []
-        for cid, url, final_url, title, outlet, topics, fetched_at, snip, _htitle in rows:
+        for cid, url, final_url, title, outlet, topics, fetched_at, snip in rows:
             snip = " ".join((snip or "").split())
             hits.append(Hit(cid, url, final_url, title or "", outlet, json.loads(topics or "[]"), fetched_at,
                             snippet=snip.replace(_OPEN, "").replace(_CLOSE, ""), snippet_html=_marked(snip)))
