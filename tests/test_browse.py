@@ -123,7 +123,7 @@ def test_new_captures_are_searchable_without_a_restart(served: Served):
 def test_capture_page_shows_headers_texts_provenance_and_diff(served: Served):
     with Index.open(served.root, readonly=True) as idx:
         rows = [r for r in idx.captures(kind="article") if (r.final_url or "").endswith(REVISED)]
-        feeds = {r.warc_record_id: r for r in idx.captures(kind="feed")}
+        by_record = {r.warc_record_id: r for r in idx.captures() if r.warc_record_id}
     first, second = sorted((r for r in rows if r.state == "archived"), key=lambda r: r.id)
     status, headers, body = get(f"{served.base}/capture/{second.id}?diff={first.id}")
     assert status == 200 and "script-src 'self'" in headers["content-security-policy"]
@@ -131,9 +131,8 @@ def test_capture_page_shows_headers_texts_provenance_and_diff(served: Served):
     assert "Manila and Washington review joint South China Sea patrols" in body
     assert second.warc_record_id.replace("<", "&lt;").replace(">", "&gt;") in body
     assert second.payload_digest in body and second.warc_file in body
-    via = feeds.get(second.discovered_via_record_id)
-    if via is not None:
-        assert f'href="/capture/{via.id}"' in body
+    via = by_record[second.discovered_via_record_id]  # the feed, sitemap or listing that led to it
+    assert f'href="/capture/{via.id}"' in body
     assert '<span class="term">South China Sea</span>' in body
     assert f"<ins>+ {CORRECTION}</ins>" in body
     assert "<del>" not in body  # only a paragraph was added
