@@ -237,7 +237,8 @@ def create_app(storage_root: Path) -> Starlette:
         if other is not None:
             # always shown as what changed from the earlier capture to the later one
             older, newer = sorted((other, row), key=lambda r: (r.fetched_at, r.id))
-            diff = diff_lines(archive.text(older.id, "article"), archive.text(newer.id, "article"))
+            texts = {row.id: article, other.id: archive.text(other.id, "article")}
+            diff = diff_lines(texts[older.id], texts[newer.id])
         return page("capture.html", row=row, source=source, response=response, article=article,
                     page_text=page_text, via=via, versions=versions, diff=diff, older=older, newer=newer)
 

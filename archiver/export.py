@@ -47,13 +47,13 @@ def all_warcs(storage_root: Path) -> list[Path]:
     return sorted((storage_root / "warc").glob("*.warc.gz"))
 
 
-def cdxj_lines(warcs: list[Path], names: dict[Path, str] | None = None) -> list[str]:
+def cdxj_lines(warcs: list[Path]) -> list[str]:
     """Sorted CDXJ lines for the WARCs, by cdxj-indexer (the indexer pywb and py-wacz use)."""
     lines: list[str] = []
     for path in warcs:
         buf = io.StringIO()
         with open(path, "rb") as f:
-            CDXJIndexer(buf, [f], filename=(names or {}).get(path, path.name)).process_all()
+            CDXJIndexer(buf, [f], filename=path.name).process_all()
         lines += [line for line in buf.getvalue().splitlines() if line.strip()]
     return sorted(lines)
 

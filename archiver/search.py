@@ -165,12 +165,15 @@ class SearchIndex:
         """Add archived articles with ids above the last synced one; returns how many.
         `text_of(row)` gives the article text when its text file is missing."""
         last = self.synced_up_to()
+        # every capture up to `top` is looked at once, articles or not, so the caller's cheap
+        # "anything new?" check (MAX(id) against synced_up_to) does not repeat work
+        top = index.conn.execute("SELECT MAX(id) FROM captures").fetchone()[0] or 0
         added = 0
         while True:
             rows = index.conn.execute(
                 "SELECT id, url, final_url, title, outlet, topics, fetched_at, text_path FROM captures "
-                "WHERE id > ? AND kind = 'article' AND state = ? AND warc_file IS NOT NULL ORDER BY id LIMIT ?",
-                (last, ARCHIVED, batch)).fetchall()
+                "WHERE id > ? AND id <= ? AND kind = 'article' AND state = ? AND warc_file IS NOT NULL "
+                "ORDER BY id LIMIT ?", (last, top, ARCHIVED, batch)).fetchall()
             if not rows:
                 break
             docs, fts, topics = [], [], []
@@ -194,6 +197,9 @@ class SearchIndex:
                 self.conn.executemany("INSERT INTO doc_topics VALUES (?, ?)", topics)
                 self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('synced', ?)", (str(last),))
             added += len(rows)
+        if top > self.synced_up_to():
+            with self.conn:
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('synced', ?)", (str(top),))
         return added
 
     def _text(self, rel: str | None) -> str | None:
