@@ -15,13 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, TypeVar
 
 from . import SOFTWARE, __version__
 from .blocked import block_reason
 from .config import LoadedConfig, Outlet
 from .decode import decode_text, maybe_gunzip
-from .discover import Candidate, DiscoveryError, listing_links, parse_feed, parse_sitemap, search_urls
-from .errors import BlockedByPolicy
+from .discover import (Candidate, DiscoveryError, SitemapResult, listing_links, parse_feed, parse_sitemap,
+                       search_urls)
+from .errors import BlockedByPolicy, StorageError, os_reason
 from .extract import Extraction, extract
 from .fetch import Fetcher, FetchResult, Response
 from .index import (ARCHIVED, BLOCKED, DUPLICATE, FAILED, NOT_MODIFIED, OFF_TOPIC, ROBOTS, UNCHANGED,
@@ -31,6 +33,7 @@ from .topics import TopicMatcher
 from .urls import slug
 from .warc import RecordRef, WarcWriter, read_payload, sha1_b32
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -132,6 +135,9 @@ class Pass:
         self._extractors = ThreadPoolExecutor(max_workers=2, thread_name_prefix="extract")
         self.writer = self._new_writer(cfg)
         self.progress = progress or (lambda event, advance, total: None)
+        # set when the WARCs or the index cannot be written (disk full): the passes running
+        # stop taking candidates, since every fetch would be thrown away; a new pass tries again
+        self.storage_failed: StorageError | None = None
 
     def _new_writer(self, cfg: LoadedConfig) -> WarcWriter:
         w = cfg.config.storage.warc
@@ -279,6 +285,9 @@ class Pass:
         finally:
             result.close()
 
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._extractors, fn, *args)
+
     async def discover(self, outlet: Outlet, pass_id: int, stats: OutletStats) -> list[Candidate]:
         limits = self.cfg.config.discover
         found: dict[str, Candidate] = {}
@@ -298,7 +307,8 @@ class Pass:
             if got is None:
                 return
             try:
-                add(parse_feed(got.body, url, got.content_type), got.record_id)
+                # parsed off the event loop: a huge feed must not stall the other fetches
+                add(await self._off_loop(parse_feed, got.body, url, got.content_type), got.record_id)
             except DiscoveryError as e:
                 stats.errors.append(str(e))
                 log.warning("%s: %s", outlet.name, e)
@@ -308,7 +318,7 @@ class Pass:
             if got is None:
                 return
             text = decode_text(got.body, got.content_type).text
-            add(listing_links(text, got.url, kind), got.record_id)
+            add(await self._off_loop(listing_links, text, got.url, kind), got.record_id)
 
         sitemap_urls = [u for u in outlet.sitemaps if u != "auto"]
         if "auto" in outlet.sitemaps:
@@ -333,9 +343,9 @@ class Pass:
                 got = await self._fetch_document(url, outlet.name, "sitemap", pass_id, stats)
                 if got is None:
                     continue
-                body = maybe_gunzip(got.body, self.cfg.config.fetch.max_decoded_bytes)
                 try:
-                    sm = parse_sitemap(body, url, max_age_days=limits.max_age_days)
+                    sm = await self._off_loop(_read_sitemap, got.body, url, self.cfg.config.fetch.max_decoded_bytes,
+                                              limits.max_age_days)
                 except DiscoveryError as e:
                     stats.errors.append(str(e))
                     log.warning("%s: %s", outlet.name, e)
@@ -478,9 +488,12 @@ class Pass:
         rel_dir = Path("text") / slug(outlet) / day
         article_rel, page_rel = rel_dir / f"{key}.article.txt", rel_dir / f"{key}.page.txt"
         page_bytes = ex.page_text.encode("utf-8")
-        (self.root / rel_dir).mkdir(parents=True, exist_ok=True)
-        (self.root / article_rel).write_bytes(article_bytes)
-        (self.root / page_rel).write_bytes(page_bytes)
+        try:
+            (self.root / rel_dir).mkdir(parents=True, exist_ok=True)
+            (self.root / article_rel).write_bytes(article_bytes)
+            (self.root / page_rel).write_bytes(page_bytes)
+        except OSError as e:
+            raise StorageError(f"cannot write text file {e.filename or self.root / rel_dir}: {os_reason(e)}") from None
         row = self._row_for(
             final, outlet, "article", BLOCKED if blocked else ARCHIVED, pass_id, refs,
             url=c.url, discovered_via_url=c.via_url, discovered_via_record_id=c.via_record_id,
@@ -526,6 +539,7 @@ class Pass:
     async def outlet(self, outlet: Outlet) -> OutletStats:
         stats = OutletStats(outlet.name)
         started = _now()
+        self.storage_failed = None
         pass_id = self.index.start_pass(outlet.name, started, SOFTWARE, self.cfg.sha256)
         error = None
         try:
@@ -545,24 +559,39 @@ class Pass:
                 queue.put_nowait(c)
 
             async def worker() -> None:
-                while True:
+                while self.storage_failed is None:
                     try:
                         c = queue.get_nowait()
                     except asyncio.QueueEmpty:
                         return
                     await self.article(c, outlet, matcher, pass_id, stats)
+                raise self.storage_failed
 
             n = min(len(todo), self.cfg.config.fetch.concurrency)
             await asyncio.gather(*(worker() for _ in range(n)))
             await self._refetch_due(outlet, matcher, pass_id, stats, started)
+        except StorageError as e:
+            self.storage_failed = self.storage_failed or e
+            error = f"storage: {e}"
+            stats.errors.append(error)
+            log.error("%s: pass stopped, nothing more is written: %s", outlet.name, e)
+            raise
         except Exception as e:
             error = f"{type(e).__name__}: {e}"
             stats.errors.append(error)
             log.exception("%s: pass failed", outlet.name)
             raise
         finally:
-            self.index.finish_pass(pass_id, _now(), stats.counts(), error or ("; ".join(stats.errors[:5]) or None))
+            try:
+                self.index.finish_pass(pass_id, _now(), stats.counts(),
+                                       error or ("; ".join(stats.errors[:5]) or None))
+            except StorageError as e:  # the index may be on the disk that filled up
+                log.error("%s: pass end not recorded: %s", outlet.name, e)
         return stats
+
+
+def _read_sitemap(body: bytes, url: str, max_decoded: int, max_age_days: float | None) -> SitemapResult:
+    return parse_sitemap(maybe_gunzip(body, max_decoded), url, max_age_days=max_age_days)
 
 
 async def run_pass(cfg: LoadedConfig, progress: Progress | None = None,

@@ -5,6 +5,7 @@ Messages name the thing and the value, so a log line alone tells the user what w
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 
@@ -49,3 +50,10 @@ class BlockedByPolicy(FetchError):
 
 class StorageError(ArchiverError):
     """The archive root, a WARC file or the index cannot be written or read."""
+
+
+def os_reason(e: OSError) -> str:
+    """An OSError's reason, saying so when it means the disk (or a size limit) is full."""
+    if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return f"{e.strerror} (the disk is full or a file size limit was reached)"
+    return e.strerror or str(e)

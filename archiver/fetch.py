@@ -25,6 +25,7 @@ from typing import IO
 import httpcore
 import httpx
 
+from . import faults
 from .config import FetchSettings
 from .decode import ContentDecoder, brotli
 from .errors import FetchError
@@ -130,6 +131,7 @@ class _Recorder:
             data = data[:room]
             self.over = True
         if data:
+            faults.reached("fetch")
             self.block.update(data)
             self.payload.update(data)
             self.spool.write(data)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import faults
 from .errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -195,17 +196,12 @@ class Index:
     # ------------------------------------------------------------------ passes
 
     def start_pass(self, outlet: str, started_at: str, software: str, config_sha256: str) -> int:
-        cur = self.conn.execute(
-            "INSERT INTO passes(outlet, started_at, software, config_sha256) VALUES (?, ?, ?, ?)",
-            (outlet, started_at, software, config_sha256))
-        self.conn.commit()
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+        return self._commit("INSERT INTO passes(outlet, started_at, software, config_sha256) VALUES (?, ?, ?, ?)",
+                            (outlet, started_at, software, config_sha256))
 
     def finish_pass(self, pass_id: int, ended_at: str, counts: dict[str, int], error: str | None) -> None:
-        self.conn.execute("UPDATE passes SET ended_at = ?, counts = ?, error = ? WHERE id = ?",
-                          (ended_at, json.dumps(counts, sort_keys=True), error, pass_id))
-        self.conn.commit()
+        self._commit("UPDATE passes SET ended_at = ?, counts = ?, error = ? WHERE id = ?",
+                     (ended_at, json.dumps(counts, sort_keys=True), error, pass_id))
 
     # ------------------------------------------------------------------ captures
 
@@ -215,15 +211,27 @@ class Index:
         for name in _COLUMNS:
             v = getattr(row, name)
             values.append(json.dumps(v, sort_keys=True, ensure_ascii=False) if name in _JSON_FIELDS else v)
+        row.id = self._commit(
+            f"INSERT INTO captures({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", values,
+            crash_point=True)
+        return row.id
+
+    def _commit(self, sql: str, args: Any, crash_point: bool = False) -> int:
+        """One statement in its own transaction; a failure (disk full) leaves nothing half done."""
         try:
-            cur = self.conn.execute(
-                f"INSERT INTO captures({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", values)
+            cur = self.conn.execute(sql, args)
+            if crash_point:
+                faults.reached("index-commit")
             self.conn.commit()
         except sqlite3.Error as e:
-            raise StorageError(f"cannot write index {self.path}: {e}") from None
-        assert cur.lastrowid is not None
-        row.id = cur.lastrowid
-        return cur.lastrowid
+            try:
+                self.conn.rollback()
+            except sqlite3.Error:
+                pass
+            full = " (the disk is full or a file size limit was reached)" if \
+                isinstance(e, sqlite3.OperationalError) and "full" in str(e) else ""
+            raise StorageError(f"cannot write index {self.path}: {e}{full}") from None
+        return cur.lastrowid or 0
 
     def known_articles(self, outlet: str) -> set[str]:
         """URLs of this outlet already settled (archived, off topic): not fetched again."""

@@ -26,10 +26,12 @@ from typing import IO, Iterable
 
 from warcio.archiveiterator import ArchiveIterator
 
-from .errors import StorageError
+from . import faults
+from .errors import StorageError, os_reason
 
 OPEN_SUFFIX = ".open"
 COPY_CHUNK = 1 << 16
+WRITE_CHUNK = 1 << 18  # compressed bytes gathered before a write() call
 
 
 def warc_date(dt: datetime) -> str:
@@ -92,7 +94,7 @@ class WarcWriter:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise StorageError(f"cannot create WARC folder {self.directory}: {e.strerror}") from None
+            raise StorageError(f"cannot create WARC folder {self.directory}: {os_reason(e)}") from None
         while True:
             now = datetime.now(timezone.utc)
             name = f"{self.prefix}-{timestamp17(now)}-{self._serial:05d}.warc.gz"
@@ -101,9 +103,11 @@ class WarcWriter:
             if not path.exists() and not (self.directory / (name + OPEN_SUFFIX)).exists():
                 break
         try:
-            self._file = open(self.directory / (name + OPEN_SUFFIX), "xb")
+            # unbuffered: each record is handed to the OS whole when it ends, and after a failed
+            # write (disk full) the file is exactly what the kernel has, so it can be cut back
+            self._file = open(self.directory / (name + OPEN_SUFFIX), "xb", buffering=0)
         except OSError as e:
-            raise StorageError(f"cannot create WARC file {path}{OPEN_SUFFIX}: {e.strerror}") from None
+            raise StorageError(f"cannot create WARC file {path}{OPEN_SUFFIX}: {os_reason(e)}") from None
         self._name = name
         fields = {"software": "", "format": "WARC File Format 1.1",
                   "conformsTo": "https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/",
@@ -111,10 +115,18 @@ class WarcWriter:
         fields.update(self.warcinfo_fields)
         body = "".join(f"{k}: {v}\r\n" for k, v in fields.items() if v).encode("utf-8")
         self._warcinfo_id = new_record_id()
-        self._write([("WARC-Type", "warcinfo"), ("WARC-Record-ID", self._warcinfo_id),
-                     ("WARC-Date", warc_date(now)), ("WARC-Filename", name),
-                     ("Content-Type", "application/warc-fields"),
-                     ("WARC-Block-Digest", sha1_b32(hashlib.sha1(body).digest()))], [body], len(body))
+        try:
+            self._write([("WARC-Type", "warcinfo"), ("WARC-Record-ID", self._warcinfo_id),
+                         ("WARC-Date", warc_date(now)), ("WARC-Filename", name),
+                         ("Content-Type", "application/warc-fields"),
+                         ("WARC-Block-Digest", sha1_b32(hashlib.sha1(body).digest()))], [body], len(body))
+        except StorageError:
+            # a file without its warcinfo is no use: next time starts a fresh one
+            f, self._file, self._name = self._file, None, None
+            assert f is not None
+            f.close()
+            (self.directory / (name + OPEN_SUFFIX)).unlink(missing_ok=True)
+            raise
 
     def _ensure_open(self, may_rotate: bool = False) -> None:
         # rotation only at the start of a capture keeps its records together in one file
@@ -125,12 +137,8 @@ class WarcWriter:
             self._open()
 
     def flush(self) -> None:
-        """Hand written records to the OS: they survive the process being killed."""
-        if self._file is not None:
-            try:
-                self._file.flush()
-            except OSError as e:
-                raise StorageError(f"cannot write WARC file {self._name}: {e.strerror}") from None
+        """Records are handed to the OS as each one ends (the file is unbuffered), so they
+        already survive the process being killed; kept so callers state the ordering."""
 
     def close(self) -> None:
         """Flush, fsync and drop the `.open` suffix."""
@@ -140,9 +148,9 @@ class WarcWriter:
         assert name is not None
         self._file = self._name = None
         try:
-            f.flush()
             os.fsync(f.fileno())
             f.close()
+            faults.reached("rotation")
             os.replace(self.directory / (name + OPEN_SUFFIX), self.directory / name)
             dir_fd = os.open(self.directory, os.O_RDONLY)
             try:
@@ -150,7 +158,7 @@ class WarcWriter:
             finally:
                 os.close(dir_fd)
         except OSError as e:
-            raise StorageError(f"cannot close WARC file {self.directory / name}: {e.strerror}") from None
+            raise StorageError(f"cannot close WARC file {self.directory / name}: {os_reason(e)}") from None
         self.closed_files.append(f"{self.subdir}/{name}")
 
     # ------------------------------------------------------------------ records
@@ -164,18 +172,22 @@ class WarcWriter:
         head.append(f"Content-Length: {length}")
         comp = zlib.compressobj(self.level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
         start = f.tell()
+        out = bytearray(comp.compress(("\r\n".join(head) + "\r\n\r\n").encode("utf-8")))
         try:
-            f.write(comp.compress(("\r\n".join(head) + "\r\n\r\n").encode("utf-8")))
             written = 0
             for chunk in chunks:
                 written += len(chunk)
-                f.write(comp.compress(chunk))
+                out += comp.compress(chunk)
+                if len(out) >= WRITE_CHUNK:
+                    faults.reached("warc-write", lambda: _write_all(f, out[: len(out) // 2]))
+                    _write_all(f, out)
+                    out.clear()
             if written != length:
                 raise StorageError(f"record {record_id} declared {length} bytes but {written} were supplied")
-            f.write(comp.compress(b"\r\n\r\n"))
-            f.write(comp.flush())
-            self.bytes_written += f.tell() - start
-            self.last_write = time.monotonic()
+            out += comp.compress(b"\r\n\r\n")
+            out += comp.flush()
+            faults.reached("warc-write", lambda: _write_all(f, out[: len(out) // 2]))
+            _write_all(f, out)
         except OSError as e:
             # a partial gzip member would corrupt the file for every reader: cut it off
             try:
@@ -183,8 +195,12 @@ class WarcWriter:
                 f.seek(start)
             except OSError:
                 pass
-            raise StorageError(f"cannot write WARC file {self.directory / self._name}: {e.strerror}") from None
-        return RecordRef(f"{self.subdir}/{self._name}", start, f.tell() - start, record_id)
+            raise StorageError(f"cannot write WARC file {self.directory / (self._name + OPEN_SUFFIX)}: "
+                               f"{os_reason(e)}") from None
+        end = f.tell()
+        self.bytes_written += end - start
+        self.last_write = time.monotonic()
+        return RecordRef(f"{self.subdir}/{self._name}", start, end - start, record_id)
 
     def _common(self, rtype: str, uri: str | None, date: datetime, record_id: str) -> list[tuple[str, str]]:
         h = [("WARC-Type", rtype), ("WARC-Record-ID", record_id), ("WARC-Date", warc_date(date))]
@@ -280,6 +296,15 @@ def existing(path: Path) -> Path:
         return path
     open_path = path.with_name(path.name + OPEN_SUFFIX)
     return open_path if open_path.exists() else path
+
+
+def _write_all(f: IO[bytes], data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        n = f.write(view)
+        if n is None:  # pragma: no cover - only non-blocking files return None
+            continue
+        view = view[n:]
 
 
 def _field_value(v: str) -> str:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
 from pathlib import Path
 
 import pytest
 
+from archiver import wire
 from archiver.config import FetchSettings, load_config
 from archiver.crawl import run_pass
 from archiver.fetch import Fetcher, FetchResult
@@ -163,3 +165,51 @@ outlets: [{{name: hostile, feeds: ["{server.url('/feed.xml')}"]}}]
     assert rows_point_at_records(cfg.storage_root) > 1
     data = b"".join(gzip.decompress(p.read_bytes()) for p in (cfg.storage_root / "warc").glob("*.warc.gz"))
     assert b"root:x:0:0" not in data  # nothing from a local file
+
+
+def test_dns_rebinding_cannot_reach_a_private_address(monkeypatch):
+    """A name that resolves to an allowed address first and to loopback next time: the address
+    checked is the address connected to, so the second connection is refused.
+
+    127.0.0.3 stands in for a public address (the policy is told to treat it as one), so the
+    test never leaves loopback; 127.0.0.1 is the "internal" service holding a secret."""
+    hits: dict[str, list[bytes]] = {"127.0.0.3": [], "127.0.0.1": []}
+
+    async def serve(ip: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        hits[ip].append(head)
+        if ip == "127.0.0.3":  # a redirect that closes the connection: the next hop must connect anew
+            writer.write(b"HTTP/1.1 302 Found\r\nLocation: /secret\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSECRET")
+        await writer.drain()
+        writer.close()
+
+    answers = iter(["127.0.0.3", "127.0.0.1"] * 4)
+    real_getaddrinfo = socket.getaddrinfo
+
+    def rebinding_resolver(host, port, *args, **kwargs):
+        if host == "rebind.test":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_resolver)
+    monkeypatch.setattr(wire, "is_public_address", lambda ip: ip == "127.0.0.3")
+
+    async def go() -> FetchResult:
+        public = await asyncio.start_server(lambda r, w: serve("127.0.0.3", r, w), "127.0.0.3", 0)
+        port = public.sockets[0].getsockname()[1]
+        internal = await asyncio.start_server(lambda r, w: serve("127.0.0.1", r, w), "127.0.0.1", port)
+        f = Fetcher(FetchSettings(allow_private_networks=False, respect_robots=False, per_host_delay=0, timeout=2))
+        try:
+            return await f.fetch(f"http://rebind.test:{port}/start")
+        finally:
+            await f.aclose()
+            public.close()
+            internal.close()
+
+    res = asyncio.run(go())
+    assert len(hits["127.0.0.3"]) == 1 and res.hops and res.hops[0].status == 302
+    assert res.error is not None and res.error.reason == "private-address", res.error
+    assert "127.0.0.1" in str(res.error)
+    assert hits["127.0.0.1"] == []  # the internal service never saw a request

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from archiver.demo_site import ON_TOPIC, SampleSite
 from archiver.index import Index
 from archiver.recover import repair_open_warc
 
+from .archive_checks import check_closed_warc, rows_point_at_records
 from .conftest import write_config
 from .test_warc import exchange
 
@@ -41,31 +41,7 @@ def test_torn_write_is_cut_and_file_renamed(tmp_path: Path):
 
 def all_records_ok(root: Path) -> int:
     """Every closed WARC passes `warcio check` and every record's digests verify; returns the count."""
-    n = 0
-    warcio = Path(sys.executable).with_name("warcio")
-    for p in (root / "warc").glob("*.warc.gz"):
-        check = subprocess.run([str(warcio), "check", str(p)], capture_output=True, text=True)
-        assert check.returncode == 0, check.stdout + check.stderr
-        with open(p, "rb") as f:
-            for rec in ArchiveIterator(f, check_digests=True):
-                rec.content_stream().read()
-                assert rec.digest_checker.passed is not False, p
-                n += 1
-    return n
-
-
-def rows_point_at_records(root: Path) -> int:
-    n = 0
-    with Index.open(root, readonly=True) as idx:
-        for row in idx.captures():
-            if not row.warc_file:
-                continue
-            member = (root / row.warc_file).read_bytes()[row.warc_offset: row.warc_offset + row.warc_length]
-            rec = next(iter(ArchiveIterator(io.BytesIO(member))))
-            assert rec.rec_headers.get_header("WARC-Target-URI") == row.final_url
-            assert rec.rec_headers.get_header("WARC-Payload-Digest") == row.payload_digest
-            n += 1
-    return n
+    return sum(check_closed_warc(p) for p in (root / "warc").glob("*.warc.gz"))
 
 
 def test_kill_9_mid_pass_then_rerun(tmp_path: Path):
