@@ -24,7 +24,7 @@ from .decode import decode_text, maybe_gunzip
 from .discover import (Candidate, DiscoveryError, SitemapResult, listing_links, parse_feed, parse_sitemap,
                        search_urls)
 from .errors import BlockedByPolicy, StorageError, os_reason
-from .extract import Extraction, extract
+from .extract import MAX_PAGE_BYTES, Extraction, extract, page_markup
 from .fetch import Fetcher, FetchResult, Response
 from .index import (ARCHIVED, BLOCKED, DUPLICATE, FAILED, NOT_MODIFIED, OFF_TOPIC, ROBOTS, UNCHANGED,
                     CaptureRow, Index)
@@ -71,6 +71,7 @@ class Document:
     body: bytes
     content_type: str
     record_id: str
+    capture_id: int  # the index row of this fetch, where a parse failure is noted
 
 
 @dataclass
@@ -268,22 +269,29 @@ class Pass:
                 log.warning("%s: %s %s not usable: %s", outlet, kind, url, err)
                 return None
             if final.status == 304 and prev is not None and prev.final_url == final.url:
-                self._not_modified(final, prev, outlet, kind, pass_id)
+                nm = self._not_modified(final, prev, outlet, kind, pass_id)
                 # unchanged: read the candidates again from the capture we have, so earlier
                 # failures are retried; known articles are skipped later anyway
                 assert prev.warc_file is not None and prev.warc_offset is not None
                 _, body = read_payload(self.root / prev.warc_file, prev.warc_offset,
                                        self.cfg.config.fetch.max_decoded_bytes)
-                return Document(final.url, body, prev.content_type or "", prev.warc_record_id or "")
+                return Document(final.url, body, prev.content_type or "", prev.warc_record_id or "", nm.id or 0)
             row = self._archive_plain(final, outlet, kind, pass_id)
             if final.status != 200:
                 stats.errors.append(f"{kind}: {url}: HTTP {final.status}")
                 log.warning("%s: %s %s answered HTTP %d", outlet, kind, url, final.status)
                 return None
             assert row.warc_record_id is not None
-            return Document(final.url, final.body or b"", final.content_type, row.warc_record_id)
+            return Document(final.url, final.body or b"", final.content_type, row.warc_record_id, row.id or 0)
         finally:
             result.close()
+
+    def _unusable(self, doc: Document, problem: str, outlet: str, stats: OutletStats) -> None:
+        """A discovery document was archived but could not be read, or not all of it: say why,
+        in the log and on its row."""
+        stats.errors.append(problem)
+        log.warning("%s: %s", outlet, problem)
+        self.index.note_error(doc.capture_id, problem)
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._extractors, fn, *args)
@@ -308,10 +316,13 @@ class Pass:
                 return
             try:
                 # parsed off the event loop: a huge feed must not stall the other fetches
-                add(await self._off_loop(parse_feed, got.body, url, got.content_type), got.record_id)
+                parsed = await self._off_loop(parse_feed, got.body, url, got.content_type)
             except DiscoveryError as e:
-                stats.errors.append(str(e))
-                log.warning("%s: %s", outlet.name, e)
+                self._unusable(got, str(e), outlet.name, stats)
+                return
+            if parsed.problem:
+                self._unusable(got, parsed.problem, outlet.name, stats)
+            add(parsed.entries, got.record_id)
 
         async def page(url: str, kind: str) -> None:
             got = await self._fetch_document(url, outlet.name, kind, pass_id, stats)
@@ -347,9 +358,10 @@ class Pass:
                     sm = await self._off_loop(_read_sitemap, got.body, url, self.cfg.config.fetch.max_decoded_bytes,
                                               limits.max_age_days)
                 except DiscoveryError as e:
-                    stats.errors.append(str(e))
-                    log.warning("%s: %s", outlet.name, e)
+                    self._unusable(got, str(e), outlet.name, stats)
                     continue
+                if sm.problem:
+                    self._unusable(got, sm.problem, outlet.name, stats)
                 add(sm.urls, got.record_id)
                 queue.extend(u for u in sm.sitemaps if u not in seen)
 
@@ -367,7 +379,9 @@ class Pass:
                       stats: OutletStats, previous: CaptureRow | None = None) -> None:
         """Fetch a candidate; with `previous` (the URL's last capture) it is a conditional refetch."""
         full = self.index.latest(previous.final_url, ("article",)) if previous and previous.final_url else None
-        result = await self.fetcher.fetch(c.url, extra_headers=self._validators(full))
+        # extraction reads MAX_PAGE_BYTES at most: decoding more would only hold memory
+        result = await self.fetcher.fetch(c.url, extra_headers=self._validators(full),
+                                          max_decoded=min(MAX_PAGE_BYTES, self.cfg.config.fetch.max_decoded_bytes))
         try:
             if previous is not None and full is not None and await self._refetch_same(result, c, outlet, pass_id,
                                                                                        stats, previous, full):
@@ -430,8 +444,8 @@ class Pass:
             self._fail(c.url, name, "article", pass_id, FAILED, f"not an HTML page ({ctype})", via=c,
                        final=final)
             return
-        doc = decode_text(final.body or b"", final.content_type)
-        ex: Extraction = await asyncio.get_running_loop().run_in_executor(self._extractors, extract, doc.text)
+        markup = page_markup(final.body or b"", final.content_type)
+        ex: Extraction = await asyncio.get_running_loop().run_in_executor(self._extractors, extract, markup)
         # checked after the last await: from here to the index row nothing else runs
         if final.url in stats.archived_urls:
             self._fail(c.url, name, "article", pass_id, DUPLICATE,

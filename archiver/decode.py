@@ -13,9 +13,9 @@ import re
 import zlib
 from dataclasses import dataclass
 
-try:  # optional: brotli is common on the web; without the module such bodies stay undecoded
+try:  # a dependency; brotli >= 1.2 is needed for its output cap (a brotli bomb is otherwise unbounded)
     import brotli  # type: ignore
-except ImportError:  # pragma: no cover - depends on the environment
+except ImportError:  # pragma: no cover - an install without it leaves br bodies undecoded
     brotli = None
 
 
@@ -53,7 +53,9 @@ class ContentDecoder:
             if self._z is None:
                 chunk = data
             elif self.encoding == "br":
-                chunk = self._z.process(data)  # brotli has no output cap; bound via room below
+                chunk = self._z.process(data, output_buffer_limit=room)
+                if not self._z.can_accept_more_data():  # output beyond the cap is waiting
+                    self.truncated = True
             else:
                 if self.encoding == "deflate" and self._first:
                     # some servers send raw deflate without the zlib header

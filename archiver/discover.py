@@ -9,7 +9,6 @@ parser stops at a cap on how many items it returns.
 from __future__ import annotations
 
 import io
-import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -22,9 +21,6 @@ from lxml import etree, html
 
 from .errors import ArchiverError
 from .urls import canonicalize
-
-
-log = logging.getLogger(__name__)
 
 
 class DiscoveryError(ArchiverError):
@@ -46,6 +42,13 @@ class Candidate:
 class SitemapResult:
     urls: list[Candidate] = field(default_factory=list)
     sitemaps: list[str] = field(default_factory=list)  # children of a sitemap index
+    problem: str | None = None  # why only part of the document could be read
+
+
+@dataclass
+class FeedResult:
+    entries: list[Candidate] = field(default_factory=list)
+    problem: str | None = None  # why only part of the feed could be read, or only leniently
 
 
 _ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
@@ -64,7 +67,7 @@ def _safe_plain(s: str) -> str:
         return _WS.sub(" ", _TAG_RE.sub(" ", s)).strip()
 
 
-def parse_feed(body: bytes, url: str, content_type: str = "", limit: int = 5000) -> list[Candidate]:
+def parse_feed(body: bytes, url: str, content_type: str = "", limit: int = 5000) -> FeedResult:
     """Entries of an RSS 0.9x/1.0/2.0 or Atom feed, at most `limit`, in document order.
 
     Well-formed feeds are read as a stream that stops at `limit` entries, so a feed of 100,000
@@ -73,18 +76,18 @@ def parse_feed(body: bytes, url: str, content_type: str = "", limit: int = 5000)
     if _ENTITY_DECL.search(body[:65536]):
         raise DiscoveryError(f"feed {url} declares XML entities; refused (entity expansion is unsafe)")
     try:
-        return _stream_feed(body, url, limit)
+        return FeedResult(_stream_feed(body, url, limit))
     except _NotWellFormed as e:
+        problem = f"feed {url} is not well-formed XML ({e.why})"
         if e.entries:
-            log.warning("feed %s is not well-formed XML after %d entries (%s); using those", url,
-                        len(e.entries), e.why)
-            return e.entries
+            return FeedResult(e.entries, f"{problem}; the {len(e.entries)} entries before the error were used")
         if len(body) > LENIENT_FEED_MAX:
-            raise DiscoveryError(f"feed {url} is not well-formed XML ({e.why}) and at {len(body)} bytes too "
-                                 f"large for the lenient parser (limit {LENIENT_FEED_MAX})") from None
+            raise DiscoveryError(f"{problem} and at {len(body)} bytes too large for the lenient parser "
+                                 f"(limit {LENIENT_FEED_MAX})") from None
     if _ENTITY_DECL.search(body):
         raise DiscoveryError(f"feed {url} declares XML entities; refused (entity expansion is unsafe)")
-    return _lenient_feed(body, url, content_type, limit)
+    entries = _lenient_feed(body, url, content_type, limit)
+    return FeedResult(entries, f"{problem}; read leniently: {len(entries)} entries")
 
 
 LENIENT_FEED_MAX = 2_000_000
@@ -250,8 +253,8 @@ def parse_sitemap(body: bytes, url: str, limit: int = 50000, max_age_days: float
     except SyntaxError as e:  # ElementTree.ParseError
         if not result.urls and not result.sitemaps:
             raise DiscoveryError(f"sitemap {url} is not well-formed XML: {e}") from None
-        log.warning("sitemap %s is not well-formed XML after %d URLs (%s); using those", url,
-                    len(result.urls) + len(result.sitemaps), e)
+        result.problem = (f"sitemap {url} is not well-formed XML ({e}); the {len(result.urls) + len(result.sitemaps)}"
+                          " URLs before the error were used")
     if root_kind is None:
         raise DiscoveryError(f"sitemap {url} is empty")
     return result

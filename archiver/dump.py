@@ -23,9 +23,8 @@ from typing import Any, Iterable
 from warcio.archiveiterator import ArchiveIterator
 
 from . import SOFTWARE, __version__
-from .decode import decode_text
 from .errors import ArchiverError
-from .extract import EXTRACTOR_NAME, EXTRACTOR_VERSION, extract
+from .extract import EXTRACTOR_NAME, EXTRACTOR_VERSION, extract, page_markup
 from .index import ARCHIVED, CaptureRow, Index
 from .pagetext import RENDERER_NAME, RENDERER_VERSION, render_html
 from .warc import existing
@@ -66,7 +65,7 @@ def derive(warc_path: Path, offset: int, kind: str) -> str:
             raise DumpError(f"{warc_path}@{offset} is a {rec.rec_type} record, not a response")
         content_type = rec.http_headers.get_header("Content-Type") if rec.http_headers else None
         body = rec.content_stream().read(MAX_BODY)
-    return html_to_text(decode_text(body, content_type).text, kind)
+    return html_to_text(page_markup(body, content_type), kind)
 
 
 def file_to_text(path: Path, kind: str) -> str:
@@ -74,7 +73,7 @@ def file_to_text(path: Path, kind: str) -> str:
     data = path.read_bytes()
     if path.name.endswith(".gz"):
         data = gzip.decompress(data)
-    return html_to_text(decode_text(data, None).text, kind)
+    return html_to_text(page_markup(data, None), kind)
 
 
 def stem(path: Path) -> str:

@@ -308,10 +308,12 @@ class Fetcher:
             seen.add(nxt)
             current = nxt
 
-    async def fetch(self, url: str, extra_headers: dict[str, str] | None = None) -> FetchResult:
-        """GET a URL as a crawler: robots.txt checked for every hop, redirects followed."""
-        return await self.fetch_raw_chain(url, self.settings.max_redirects, extra_headers=extra_headers,
-                                          check_robots=True)
+    async def fetch(self, url: str, extra_headers: dict[str, str] | None = None,
+                    max_decoded: int | None = None) -> FetchResult:
+        """GET a URL as a crawler: robots.txt checked for every hop, redirects followed.
+        `max_decoded` lowers the cap on the decoded body kept for parsing (the WARC is unaffected)."""
+        return await self.fetch_raw_chain(url, self.settings.max_redirects, max_decoded=max_decoded,
+                                          extra_headers=extra_headers, check_robots=True)
 
 
 REDACTED = b"[redacted]"

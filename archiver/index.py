@@ -216,6 +216,10 @@ class Index:
             crash_point=True)
         return row.id
 
+    def note_error(self, capture_id: int, error: str) -> None:
+        """Why a capture that was archived fine could not be used (a feed that does not parse)."""
+        self._commit("UPDATE captures SET error = ? WHERE id = ?", (error, capture_id))
+
     def _commit(self, sql: str, args: Any, crash_point: bool = False) -> int:
         """One statement in its own transaction; a failure (disk full) leaves nothing half done."""
         try:

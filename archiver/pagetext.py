@@ -26,7 +26,7 @@ import unicodedata
 from lxml import etree, html
 
 RENDERER_NAME = "archiver-pagetext"
-RENDERER_VERSION = "1"
+RENDERER_VERSION = "2"  # 2: pages are read up to extract.MAX_PAGE_BYTES
 
 _DROP = frozenset({"script", "style", "noscript", "template", "head", "svg", "iframe", "object", "embed",
                    "canvas", "select", "option", "textarea", "input", "button", "audio", "video", "source",

@@ -92,7 +92,13 @@ class RobotsCache:
             rules.disallow_all = True
             rules.reason = f"robots.txt answered HTTP {final.status}"
         elif 200 <= final.status < 300 and final.body is not None:
-            text = final.body[:MAX_ROBOTS_BYTES].decode("utf-8", errors="replace")
+            body = final.body[:MAX_ROBOTS_BYTES]
+            if len(body) == MAX_ROBOTS_BYTES or final.body_truncated:
+                # a line cut in half can turn "Disallow: /private" into "Disallow: /"
+                body = body[: body.rfind(b"\n") + 1]
+                log.warning("robots.txt of %s is over %d bytes; its first %d bytes of whole lines are used",
+                            host, MAX_ROBOTS_BYTES, len(body))
+            text = body.decode("utf-8", errors="replace")
             try:
                 rules.parser = Protego.parse(text)
             except Exception as e:  # a broken robots.txt means no usable rules, not a crash

@@ -52,7 +52,7 @@ def test_html_served_as_feed_or_sitemap_is_an_error():
 def test_atom_and_rss_entries_are_canonical():
     atom = (b"<feed xmlns='http://www.w3.org/2005/Atom'><title>t</title><entry><title>Vietnam &amp; US</title>"
             b"<link rel='alternate' href='/x.html#top'/><id>1</id><summary>S</summary></entry></feed>")
-    [c] = parse_feed(atom, "https://e.org/atom.xml")
+    [c] = parse_feed(atom, "https://e.org/atom.xml").entries
     assert (c.url, c.title, c.summary) == ("https://e.org/x.html", "Vietnam & US", "S")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from archiver.demo_site import ON_TOPIC
+from archiver.pagetext import RENDERER_VERSION
 
 from .conftest import Crawled, run_cli
 
@@ -134,4 +135,4 @@ def test_verify_names_the_version_that_made_a_file(crawled: Crawled, tmp_path: P
     (out / "manifest.json").write_text(json.dumps(m))
     res = run_cli("verify", str(out), "--config", str(crawled.config_path))
     assert res.returncode == 1
-    assert "made by archiver-pagetext 0, re-derived with archiver-pagetext 1" in res.stdout
+    assert f"made by archiver-pagetext 0, re-derived with archiver-pagetext {RENDERER_VERSION}" in res.stdout

@@ -6,7 +6,9 @@ import asyncio
 import random
 import time
 
-from archiver.polite import Gates
+import pytest
+
+from archiver.polite import Gates, retry_after_seconds
 
 
 def test_gap_holds_between_actual_starts_under_global_contention():
@@ -29,3 +31,15 @@ def test_gap_holds_between_actual_starts_under_global_contention():
     slow = sorted(starts["slow"])
     assert len(slow) == 6 and len(starts["fast"]) == 20
     assert min(b - a for a, b in zip(slow, slow[1:])) >= 0.2 - 0.005
+
+
+@pytest.mark.parametrize("value, pause", [
+    ("2", 2.0),                                 # seconds
+    ("Mon, 01 Jan 1990 00:00:00 GMT", 0.0),     # a date in the past: no wait
+    ("Fri, 31 Dec 9999 23:59:59 GMT", 600.0),   # absurd date: the cap
+    ("9" * 400, 600.0),                         # absurd number (overflows to infinity): the cap
+    ("-5", 5.0), ("soon", 5.0), ("1.5", 5.0), ("\x00\xff", 5.0),  # unreadable: own back-off (delay, doubling)
+])
+def test_retry_after_forms_and_absurd_values_end_in_a_bounded_pause(value: str, pause: float):
+    gate = Gates(concurrency=1, delay=5.0).get("http://h")
+    assert gate.back_off(retry_after_seconds(value), cap=600.0) == pytest.approx(pause, abs=0.01)
