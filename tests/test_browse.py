@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +175,21 @@ def test_home_counts_topics_and_outlets(served: Served):
 def test_unknown_capture_is_a_404_page(served: Served):
     assert get(f"{served.base}/capture/999999")[0] == 404
     assert get(f"{served.base}/raw/999999")[0] == 404
+
+
+def test_listens_on_loopback_only_by_default(served: Served):
+    port = int(served.base.rsplit(":", 1)[1])
+    with socket.socket() as probe:  # bound to 0.0.0.0 it would answer on every address
+        assert probe.connect_ex(("127.0.0.2", port)) != 0
+
+
+def test_text_from_the_request_is_escaped_in_every_page(served: Served):
+    hostile = "<script>alert(1)</script>"
+    for path in (f"/search?q={urllib.parse.quote(hostile)}",
+                 f"/web/2025/http://example.org/{urllib.parse.quote(hostile)}"):
+        status, _, body = get(served.base + path)
+        assert status in (200, 404), path
+        assert hostile not in body and "&lt;script&gt;" in body, path
 
 
 def test_browser_search_open_capture_diff_and_replay_stay_on_the_archive(served: Served, tmp_path: Path):

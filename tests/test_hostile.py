@@ -213,3 +213,37 @@ def test_dns_rebinding_cannot_reach_a_private_address(monkeypatch):
     assert res.error is not None and res.error.reason == "private-address", res.error
     assert "127.0.0.1" in str(res.error)
     assert hits["127.0.0.1"] == []  # the internal service never saw a request
+
+
+def test_redirect_to_a_private_address_is_refused(monkeypatch):
+    """A public page redirecting to an internal one: the hop is refused before connecting
+    (127.0.0.3 stands in for a public address, as above)."""
+    monkeypatch.setattr(wire, "is_public_address", lambda ip: ip == "127.0.0.3")
+    internal_hits: list[bytes] = []
+
+    async def go() -> FetchResult:
+        async def public(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(f"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{port}/admin\r\n"
+                         "Content-Length: 0\r\n\r\n".encode())
+            await writer.drain()
+            writer.close()
+
+        async def internal(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            internal_hits.append(await reader.readuntil(b"\r\n\r\n"))
+            writer.close()
+
+        outside = await asyncio.start_server(public, "127.0.0.3", 0)
+        port = outside.sockets[0].getsockname()[1]
+        inside = await asyncio.start_server(internal, "127.0.0.1", port)
+        f = Fetcher(FetchSettings(allow_private_networks=False, respect_robots=False, per_host_delay=0, timeout=2))
+        try:
+            return await f.fetch(f"http://127.0.0.3:{port}/news")
+        finally:
+            await f.aclose()
+            outside.close()
+            inside.close()
+
+    res = asyncio.run(go())
+    assert [h.status for h in res.hops] == [302]
+    assert res.error is not None and res.error.reason == "private-address" and not internal_hits

@@ -18,7 +18,6 @@ import zlib
 from pathlib import Path
 
 import brotli
-import pytest
 
 from archiver.index import Index
 
@@ -140,7 +139,6 @@ outlets:
     return path
 
 
-@pytest.mark.slow
 def test_hostile_documents_cost_one_document_each_and_bounded_memory(tmp_path: Path):
     servers = {name: RawServer(r) for name, r in robots_hosts().items()}
     main = RawServer({})
