@@ -61,3 +61,15 @@ def test_listing_links_keep_headlines_not_navigation():
             " pledge to boost ties</a><a href='/2025/06/y.html'>Short</a><a href='/tag/asia/'>Asia tag page with words</a>"
             "<a href='https://elsewhere.org/z.html'>A story on another site entirely</a>")
     assert [c.url for c in listing_links(page, "https://e.org/section/world/")] == ["https://e.org/2025/06/x.html"]
+
+
+def test_only_http_and_https_links_become_candidates():
+    links = ["file:///etc/passwd", "ftp://e.org/a", "javascript:alert(1)", "data:text/html,hi", "gopher://e.org/",
+             "https://e.org/ok.html"]
+    feed = ("<rss version='2.0'><channel>" + "".join(f"<item><title>t</title><link>{u}</link></item>" for u in links)
+            + "</channel></rss>").encode()
+    sitemap = ("<urlset>" + "".join(f"<url><loc>{u}</loc></url>" for u in links) + "</urlset>").encode()
+    page = "".join(f"<a href='{u}'>A headline with enough words here</a>" for u in links)
+    assert [c.url for c in parse_feed(feed, "https://e.org/rss").entries] == ["https://e.org/ok.html"]
+    assert [c.url for c in parse_sitemap(sitemap, "https://e.org/s.xml").urls] == ["https://e.org/ok.html"]
+    assert [c.url for c in listing_links(page, "https://e.org/section/")] == ["https://e.org/ok.html"]
