@@ -43,6 +43,8 @@ def test_full_disk_stops_writing_names_the_path_and_recovers(tmp_path: Path):
         proc = subprocess.Popen([str(EXE), "run", "--config", str(cfg)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True, preexec_fn=_small_disk)
         lines: list[str] = []
+        watchdog = threading.Timer(90, proc.kill)  # the log loop below must not wait forever
+        watchdog.start()
         try:
             assert proc.stderr is not None
             for line in proc.stderr:
@@ -72,6 +74,7 @@ def test_full_disk_stops_writing_names_the_path_and_recovers(tmp_path: Path):
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0, "".join(lines[-30:])
         finally:
+            watchdog.cancel()
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)

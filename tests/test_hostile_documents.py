@@ -104,10 +104,13 @@ def routes(base: str) -> dict[str, object]:
     }
 
 
+STORY = ok(b"<html><head><title>Blinken story</title></head><body><article><p>Antony Blinken arrived in "
+           b"Hanoi on Saturday for talks about trade and security with officials.</p></article></body></html>",
+           "text/html")
+
+
 def robots_hosts() -> dict[str, dict[str, object]]:
-    story = ok(b"<html><head><title>Blinken story</title></head><body><article><p>Antony Blinken arrived in "
-               b"Hanoi on Saturday for talks about trade and security with officials.</p></article></body></html>",
-               "text/html")
+    story = STORY
     return {
         "huge": {"/robots.txt": streamed(b"Content-Type: text/plain\r\n", b"User-agent: *\n",
                                          b"Disallow: /nothing-here-\n", 10_000_000), "/story.html": story},
@@ -146,7 +149,7 @@ def test_hostile_documents_cost_one_document_each_and_bounded_memory(tmp_path: P
         base = main.url("")
         main.routes.update(routes(base))
         main.routes["/calm.xml"] = ok(rss([f"{base}/calm.html"]), "application/rss+xml")
-        main.routes["/calm.html"] = robots_hosts()["huge"]["/story.html"]
+        main.routes["/calm.html"] = STORY
 
         calm = write_config(tmp_path / "calm.yaml", tmp_path / "calm", f"""
   - {{name: calm, feeds: ["{base}/calm.xml"]}}""")
