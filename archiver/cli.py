@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -153,7 +154,21 @@ def crawl_and_report(cfg: LoadedConfig, outlets: tuple[str, ...] = (), show_prog
     out_console.print(f"storage root: {result.storage_root}", markup=False, highlight=False)
     for f in result.warc_files:
         out_console.print(f"  wrote {f}", markup=False, highlight=False)
+    out_console.print(resources_line(result.worker_peak_mb), markup=False, highlight=False)
     return 0
+
+
+def resources_line(worker_peak_mb: float) -> str:
+    """CPU and peak memory of this process and of its extraction workers (exited by now)."""
+    from .workers import peak_rss_mb
+
+    t = os.times()
+    line = f"resources: {t.user + t.system:.1f} s CPU, peak memory {peak_rss_mb():.0f} MB"
+    if t.children_user + t.children_system:
+        line += f"; extraction workers {t.children_user + t.children_system:.1f} s CPU"
+        if worker_peak_mb:
+            line += f", peak memory {worker_peak_mb:.0f} MB each at most"
+    return line
 
 
 @main.command()
@@ -278,8 +293,10 @@ def _selection_options(f):
 @click.option("--url", "urls", multiple=True, help="only this URL (repeatable)")
 @click.option("--kind", type=click.Choice(["page", "article"]), default="page", show_default=True)
 @click.option("--latest", is_flag=True, help="only the newest capture of each URL")
+@click.option("--workers", type=click.IntRange(0, 256), default=None,
+              help="processes deriving texts [default: extract.workers of the config, else one per core]")
 def dump_cmd(config: str, out: str, topics: tuple[str, ...], outlets: tuple[str, ...], since: str | None,
-             until: str | None, urls: tuple[str, ...], kind: str, latest: bool) -> None:
+             until: str | None, urls: tuple[str, ...], kind: str, latest: bool, workers: int | None) -> None:
     """Write one text file per capture, re-derived from the WARCs, and DIR/manifest.json."""
     from .dump import Selection, dump, select
 
@@ -291,7 +308,8 @@ def dump_cmd(config: str, out: str, topics: tuple[str, ...], outlets: tuple[str,
         bar = _bar(total, "dumping")
         try:
             with bar:
-                manifest = dump(cfg.storage_root, index, Path(out), sel, lambda n: bar.advance(bar.task_ids[0], n))
+                manifest = dump(cfg.storage_root, index, Path(out), sel, lambda n: bar.advance(bar.task_ids[0], n),
+                                workers if workers is not None else cfg.config.extract.workers)
         except ArchiverError as e:
             click.echo(f"archiver: {e}", err=True)
             sys.exit(1)
@@ -303,7 +321,9 @@ def dump_cmd(config: str, out: str, topics: tuple[str, ...], outlets: tuple[str,
 @click.option("--config", "-c", "config", default=None, type=click.Path(dir_okay=False),
               help="find the WARCs under this config's storage root")
 @click.option("--warcs", "warcs", multiple=True, type=click.Path(), help="a folder holding the WARCs (repeatable)")
-def verify_cmd(dump_dir: str, config: str | None, warcs: tuple[str, ...]) -> None:
+@click.option("--workers", type=click.IntRange(0, 256), default=None,
+              help="processes re-deriving texts [default: one per core]")
+def verify_cmd(dump_dir: str, config: str | None, warcs: tuple[str, ...], workers: int | None) -> None:
     """Re-derive every file of DUMP_DIR/manifest.json from its WARC and compare; exit 0 only if all match."""
     from .dump import verify
 
@@ -314,7 +334,7 @@ def verify_cmd(dump_dir: str, config: str | None, warcs: tuple[str, ...]) -> Non
         click.echo("archiver: give --config or --warcs to say where the WARCs are", err=True)
         sys.exit(2)
     try:
-        verdicts = verify(Path(dump_dir), roots)
+        verdicts = verify(Path(dump_dir), roots, workers=workers)
     except ArchiverError as e:
         click.echo(f"archiver: {e}", err=True)
         sys.exit(1)

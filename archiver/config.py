@@ -100,13 +100,17 @@ class FetchSettings(_Model):
     accept_encoding: str = "gzip, deflate"
     robots_max_age: float = Field(86400.0, gt=0)
     max_retry_after: float = Field(3600.0, ge=0)
+    # a robots.txt Crawl-delay is obeyed up to this many seconds (Heritrix's
+    # respectCrawlDelayUpToSeconds); a site asking for more gets this
+    max_crawl_delay: float = Field(60.0, ge=0)
 
     @field_validator("max_body_bytes", "max_decoded_bytes", mode="before")
     @classmethod
     def _sizes(cls, v: Any) -> int:
         return parse_size(v)
 
-    @field_validator("per_host_delay", "timeout", "robots_max_age", "max_retry_after", mode="before")
+    @field_validator("per_host_delay", "timeout", "robots_max_age", "max_retry_after", "max_crawl_delay",
+                     mode="before")
     @classmethod
     def _durations(cls, v: Any) -> float:
         return parse_duration(v)
@@ -123,6 +127,12 @@ class DiscoverSettings(_Model):
     max_candidates_per_outlet: int = Field(5000, ge=1)
     max_sitemaps_per_outlet: int = Field(50, ge=1)
     max_age_days: Optional[float] = Field(30, gt=0)
+
+
+class ExtractSettings(_Model):
+    # worker processes for article extraction; null means one per core, 0 means threads in
+    # the crawling process (less memory, one core)
+    workers: Optional[int] = Field(None, ge=0, le=256)
 
 
 class DaemonSettings(_Model):
@@ -298,6 +308,7 @@ class Config(_Model):
     storage: StorageSettings = StorageSettings()
     fetch: FetchSettings = FetchSettings()
     discover: DiscoverSettings = DiscoverSettings()
+    extract: ExtractSettings = ExtractSettings()
     daemon: DaemonSettings = DaemonSettings()
     refetch: RefetchSettings = RefetchSettings()
     topics: list[Topic] = Field(min_length=1)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,14 +24,16 @@ from .decode import decode_text, maybe_gunzip
 from .discover import (Candidate, DiscoveryError, SitemapResult, listing_links, parse_feed, parse_sitemap,
                        search_urls)
 from .errors import BlockedByPolicy, StorageError, os_reason
-from .extract import MAX_PAGE_BYTES, Extraction, extract, page_markup
+from .extract import MAX_PAGE_BYTES, Extraction, extract_page
 from .fetch import Fetcher, FetchResult, Response
 from .index import (ARCHIVED, BLOCKED, DUPLICATE, FAILED, NOT_MODIFIED, OFF_TOPIC, ROBOTS, UNCHANGED,
                     CaptureRow, Index)
+from .polite import Ticket
 from .recover import repair_storage
 from .topics import TopicMatcher
 from .urls import slug
 from .warc import RecordRef, WarcWriter, read_payload, sha1_b32
+from .workers import ExtractorPool, WorkerDied
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -79,6 +81,7 @@ class PassResult:
     outlets: list[OutletStats]
     warc_files: list[str]
     storage_root: Path
+    worker_peak_mb: float = 0.0  # largest peak RSS of an extraction worker (0: none ran, or not Linux)
 
 
 Progress = Callable[[str, int, int], None]  # (event, advance, total-delta)
@@ -132,8 +135,13 @@ class Pass:
         self.fetcher = Fetcher(c.fetch)
         self.fetcher.credentials = credentials(cfg)
         self._retired: list[Fetcher] = []
-        # two threads: lxml parses outside the GIL, and few threads keep malloc arenas (RSS) few
-        self._extractors = ThreadPoolExecutor(max_workers=2, thread_name_prefix="extract")
+        # feeds, sitemaps and listings are parsed in two threads: lxml parses outside the GIL,
+        # and their results (candidate lists) are wanted here; articles go to worker processes
+        self._parsers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="parse")
+        self.extractors = ExtractorPool(c.extract.workers)
+        # articles fetched and not yet written or dropped, across all outlets: memory stays
+        # flat when fetching outpaces extraction (see polite.Ticket)
+        self.places = asyncio.Semaphore(c.fetch.concurrency)
         self.writer = self._new_writer(cfg)
         self.progress = progress or (lambda event, advance, total: None)
         # set when the WARCs or the index cannot be written (disk full): the passes running
@@ -153,6 +161,7 @@ class Pass:
             self._retired.append(self.fetcher)
             self.fetcher = Fetcher(cfg.config.fetch)
             self.fetcher.observer = observer
+            self.places = asyncio.Semaphore(cfg.config.fetch.concurrency)
         self.fetcher.credentials = credentials(cfg)
         if cfg.sha256 != old.sha256:
             self.writer.close()
@@ -163,7 +172,8 @@ class Pass:
     async def aclose(self) -> None:
         for f in (*self._retired, self.fetcher):
             await f.aclose()
-        self._extractors.shutdown(wait=True)
+        self._parsers.shutdown(wait=True)
+        self.extractors.shutdown()
         self.writer.close()
 
     # ------------------------------------------------------------------ archiving helpers
@@ -294,7 +304,7 @@ class Pass:
         self.index.note_error(doc.capture_id, problem)
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._extractors, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._parsers, fn, *args)
 
     async def discover(self, outlet: Outlet, pass_id: int, stats: OutletStats) -> list[Candidate]:
         limits = self.cfg.config.discover
@@ -379,9 +389,14 @@ class Pass:
                       stats: OutletStats, previous: CaptureRow | None = None) -> None:
         """Fetch a candidate; with `previous` (the URL's last capture) it is a conditional refetch."""
         full = self.index.latest(previous.final_url, ("article",)) if previous and previous.final_url else None
-        # extraction reads MAX_PAGE_BYTES at most: decoding more would only hold memory
-        result = await self.fetcher.fetch(c.url, extra_headers=self._validators(full),
-                                          max_decoded=min(MAX_PAGE_BYTES, self.cfg.config.fetch.max_decoded_bytes))
+        ticket = Ticket(self.places)
+        try:
+            # extraction reads MAX_PAGE_BYTES at most: decoding more would only hold memory
+            result = await self.fetcher.fetch(c.url, extra_headers=self._validators(full), ticket=ticket,
+                                              max_decoded=min(MAX_PAGE_BYTES, self.cfg.config.fetch.max_decoded_bytes))
+        except BaseException:
+            ticket.release()
+            raise
         try:
             if previous is not None and full is not None and await self._refetch_same(result, c, outlet, pass_id,
                                                                                        stats, previous, full):
@@ -389,6 +404,7 @@ class Pass:
             await self._article(result, c, outlet, matcher, pass_id, stats, previous)
         finally:
             result.close()
+            ticket.release()
             self.progress("article", 1, 0)
 
     async def _refetch_same(self, result: FetchResult, c: Candidate, outlet: Outlet, pass_id: int,
@@ -444,8 +460,13 @@ class Pass:
             self._fail(c.url, name, "article", pass_id, FAILED, f"not an HTML page ({ctype})", via=c,
                        final=final)
             return
-        markup = page_markup(final.body or b"", final.content_type)
-        ex: Extraction = await asyncio.get_running_loop().run_in_executor(self._extractors, extract, markup)
+        try:
+            ex: Extraction = await self.extractors.run(extract_page, final.body or b"", final.content_type)
+        except WorkerDied as e:
+            stats.failed += 1
+            self._fail(c.url, name, "article", pass_id, FAILED, str(e), via=c, final=final)
+            log.warning("%s: %s: %s", name, final.url, e)
+            return
         # checked after the last await: from here to the index row nothing else runs
         if final.url in stats.archived_urls:
             self._fail(c.url, name, "article", pass_id, DUPLICATE,
@@ -630,7 +651,7 @@ async def run_pass(cfg: LoadedConfig, progress: Progress | None = None,
     finally:
         await p.aclose()
         index.close()
-    return PassResult(stats, p.writer.closed_files, cfg.storage_root)
+    return PassResult(stats, p.writer.closed_files, cfg.storage_root, p.extractors.peak_worker_mb)
 
 
 __all__ = ["run_pass", "PassResult", "OutletStats", "__version__"]

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote_plus, urlsplit
 
-import feedparser
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 from lxml import etree, html
@@ -160,6 +159,8 @@ def _stream_feed(body: bytes, url: str, limit: int) -> list[Candidate]:
 
 
 def _lenient_feed(body: bytes, url: str, content_type: str, limit: int) -> list[Candidate]:
+    import feedparser  # here: only broken feeds need it, and it costs every process ~5 MB
+
     parsed = feedparser.parse(io.BytesIO(body), response_headers={"content-type": content_type or "application/xml",
                                                                   "content-location": url})
     if not parsed.get("version") and not parsed.entries:

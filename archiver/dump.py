@@ -28,6 +28,7 @@ from .extract import EXTRACTOR_NAME, EXTRACTOR_VERSION, extract, page_markup
 from .index import ARCHIVED, CaptureRow, Index
 from .pagetext import RENDERER_NAME, RENDERER_VERSION, render_html
 from .warc import existing
+from .workers import ExtractorPool
 
 MANIFEST = "manifest.json"
 MAX_BODY = 50_000_000
@@ -130,28 +131,21 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 
 def dump(storage_root: Path, index: Index, out: Path, sel: Selection,
-         progress: Any = None) -> dict[str, Any]:
-    """Write the selected captures' texts and manifest.json into `out`; returns the manifest."""
+         progress: Any = None, workers: int | None = None) -> dict[str, Any]:
+    """Write the selected captures' texts and manifest.json into `out`; returns the manifest.
+    Texts are derived in `workers` processes (default one per core), written here in order."""
     if sel.kind not in KINDS:
         raise DumpError(f"unknown dump kind {sel.kind!r} (page or article)")
     rows = select(index, sel)
     out.mkdir(parents=True, exist_ok=True)
     width = max(3, len(str(max(0, len(rows) - 1))))
     files = []
-    for n, row in enumerate(rows):
-        assert row.warc_file and row.warc_record_id and row.warc_offset is not None
-        text = derive(storage_root / row.warc_file, row.warc_offset, sel.kind)
-        data = text.encode("utf-8")
-        name = f"{n:0{width}d}_{capture_key(row.warc_record_id)}.txt"
-        _write_bytes(out / name, data)
-        files.append({
-            "file": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-            "url": row.url, "final_url": row.final_url, "fetched_at": row.fetched_at, "outlet": row.outlet,
-            "title": row.title, "topics": row.topics, "matched": row.matched,
-            "warc_file": row.warc_file, "warc_offset": row.warc_offset, "warc_record_id": row.warc_record_id,
-            "payload_digest": row.payload_digest, "kind": sel.kind, "producer": producer(sel.kind)})
-        if progress is not None:
-            progress(1)
+    jobs = ((storage_root / (row.warc_file or ""), row.warc_offset or 0, sel.kind) for row in rows)
+    with ExtractorPool(workers) as pool:
+        for n, (row, text) in enumerate(zip(rows, pool.map(derive, jobs))):
+            files.append(_write_one(out, n, width, row, text, sel.kind))
+            if progress is not None:
+                progress(1)
     manifest = {"format": "archiver-dump/1", "software": SOFTWARE, "version": __version__,
                 "selection": sel.as_dict(),
                 "order": "capture time (fetched_at, UTC), then WARC-Record-ID",
@@ -159,6 +153,19 @@ def dump(storage_root: Path, index: Index, out: Path, sel: Selection,
     _write_bytes(out / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
                  .encode("utf-8"))
     return manifest
+
+
+def _write_one(out: Path, n: int, width: int, row: CaptureRow, text: str, kind: str) -> dict[str, Any]:
+    assert row.warc_file and row.warc_record_id and row.warc_offset is not None
+    data = text.encode("utf-8")
+    name = f"{n:0{width}d}_{capture_key(row.warc_record_id)}.txt"
+    _write_bytes(out / name, data)
+    return {
+        "file": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+        "url": row.url, "final_url": row.final_url, "fetched_at": row.fetched_at, "outlet": row.outlet,
+        "title": row.title, "topics": row.topics, "matched": row.matched,
+        "warc_file": row.warc_file, "warc_offset": row.warc_offset, "warc_record_id": row.warc_record_id,
+        "payload_digest": row.payload_digest, "kind": kind, "producer": producer(kind)}
 
 
 @dataclass
@@ -180,8 +187,8 @@ def _find_warc(name: str, roots: Iterable[Path]) -> Path | None:
     return None
 
 
-def verify(out: Path, warc_roots: list[Path], progress: Any = None) -> list[Verdict]:
-    """Re-derive every file of out/manifest.json and compare."""
+def verify(out: Path, warc_roots: list[Path], progress: Any = None, workers: int | None = None) -> list[Verdict]:
+    """Re-derive every file of out/manifest.json and compare, in `workers` processes."""
     try:
         manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -189,10 +196,11 @@ def verify(out: Path, warc_roots: list[Path], progress: Any = None) -> list[Verd
     except ValueError as e:
         raise DumpError(f"{out / MANIFEST} is not valid JSON: {e}") from None
     verdicts = []
-    for entry in manifest.get("files", []):
-        verdicts.append(_verify_one(out, entry, warc_roots))
-        if progress is not None:
-            progress(1)
+    with ExtractorPool(workers) as pool:
+        for v in pool.map(_verify_one, ((out, entry, warc_roots) for entry in manifest.get("files", []))):
+            verdicts.append(v)
+            if progress is not None:
+                progress(1)
     return verdicts
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 from lxml import etree, html
-from readability import Document
 
 from .decode import decode_text
 from .pagetext import RENDERER_NAME, RENDERER_VERSION, render_html, render_tree
@@ -222,6 +221,10 @@ def extract(markup: str, page: bool = True) -> Extraction:
         t = root.find(".//time[@datetime]")
         published = (t.get("datetime") or "").strip() if t is not None else ""
     language = (root.get("lang") or _meta(root, "og:locale", "content-language", "language") or "").strip()
+    # imported here: the crawling process hands extraction to workers and need not carry
+    # readability and its dependencies (~15 MB)
+    from readability import Document
+
     body = ""
     try:
         body = _article_body(Document(root).summary(html_partial=True))
@@ -232,3 +235,8 @@ def extract(markup: str, page: bool = True) -> Extraction:
         body = body[len(title):].lstrip("\n")
     article = f"{title}\n\n{body}\n" if body else (f"{title}\n" if title else "")
     return Extraction(title, byline, published, language, article, body + "\n" if body else "", page_text)
+
+
+def extract_page(body: bytes, content_type: str | None) -> Extraction:
+    """Decode and extract a fetched page: what an extraction worker does with each article."""
+    return extract(page_markup(body, content_type))
