@@ -29,7 +29,7 @@ from . import faults
 from .config import FetchSettings
 from .decode import ContentDecoder, brotli
 from .errors import FetchError
-from .polite import Gates, retry_after_seconds
+from .polite import Gates, Ticket, retry_after_seconds
 from .robots import RobotsCache
 from .urls import canonicalize, host_key
 from .wire import RecordingBackend, RecordingStream
@@ -190,18 +190,20 @@ class Fetcher:
 
     # ------------------------------------------------------------------ one exchange
 
-    async def _exchange(self, url: str, max_decoded: int, extra_headers: dict[str, str] | None) -> Response:
+    async def _exchange(self, url: str, max_decoded: int, extra_headers: dict[str, str] | None,
+                        ticket: Ticket | None = None) -> Response:
         try:
-            return await self._exchange_once(url, max_decoded, extra_headers)
+            return await self._exchange_once(url, max_decoded, extra_headers, ticket)
         except _StaleConnection:
             # a keep-alive connection the server had already closed: nothing was received,
             # so one more try on a fresh connection is safe for a GET
             try:
-                return await self._exchange_once(url, max_decoded, extra_headers)
+                return await self._exchange_once(url, max_decoded, extra_headers, ticket)
             except _StaleConnection as e:
                 raise FetchError(url, "protocol", str(e.__cause__ or e)) from None
 
-    async def _exchange_once(self, url: str, max_decoded: int, extra_headers: dict[str, str] | None) -> Response:
+    async def _exchange_once(self, url: str, max_decoded: int, extra_headers: dict[str, str] | None,
+                             ticket: Ticket | None) -> Response:
         host = host_key(url)
         client = self._client(host)
         secret = self.credentials.get(host)
@@ -210,7 +212,7 @@ class Fetcher:
         request = client.build_request("GET", url, headers=extra_headers)
         recorder = _Recorder(self.settings.max_body_bytes)
         gate = self.gates.get(host)
-        async with gate.slot(self._global, url, max_wait=self.settings.timeout):
+        async with gate.slot(self._global, url, max_wait=self.settings.timeout, ticket=ticket):
             started = datetime.now(timezone.utc)
             answered = False
             try:
@@ -269,7 +271,7 @@ class Fetcher:
 
     async def fetch_raw_chain(self, url: str, max_hops: int, max_decoded: int | None = None,
                               extra_headers: dict[str, str] | None = None,
-                              check_robots: bool = False) -> FetchResult:
+                              check_robots: bool = False, ticket: Ticket | None = None) -> FetchResult:
         """GET url, following redirects hop by hop; never raises for a failed fetch."""
         result = FetchResult(url)
         seen = {url}
@@ -283,7 +285,7 @@ class Fetcher:
                     result.error = why_not
                     return result
             try:
-                resp = await self._exchange(current, decoded_cap, extra_headers)
+                resp = await self._exchange(current, decoded_cap, extra_headers, ticket)
             except FetchError as e:
                 result.error = e
                 log.info("fetch failed: %s", e)
@@ -310,11 +312,12 @@ class Fetcher:
             current = nxt
 
     async def fetch(self, url: str, extra_headers: dict[str, str] | None = None,
-                    max_decoded: int | None = None) -> FetchResult:
+                    max_decoded: int | None = None, ticket: Ticket | None = None) -> FetchResult:
         """GET a URL as a crawler: robots.txt checked for every hop, redirects followed.
-        `max_decoded` lowers the cap on the decoded body kept for parsing (the WARC is unaffected)."""
+        `max_decoded` lowers the cap on the decoded body kept for parsing (the WARC is unaffected);
+        `ticket` is taken before the first request goes out (the caller gives it back)."""
         return await self.fetch_raw_chain(url, self.settings.max_redirects, max_decoded=max_decoded,
-                                          extra_headers=extra_headers, check_robots=True)
+                                          extra_headers=extra_headers, check_robots=True, ticket=ticket)
 
 
 REDACTED = b"[redacted]"

@@ -33,6 +33,30 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
+class Ticket:
+    """One of a bounded number of places for pages fetched and not yet finished with.
+
+    A pass can fetch faster than it extracts; without a bound, every fetched page waiting
+    for an extraction worker stays in memory. A ticket is taken when the first request of
+    a page gets its host's turn (not before, so waiting out a Crawl-delay holds none), kept
+    through the page's redirects, and given back by the caller when the page is done.
+    """
+
+    def __init__(self, places: asyncio.Semaphore):
+        self._places = places
+        self.held = False
+
+    async def take(self) -> None:
+        if not self.held:
+            await self._places.acquire()
+            self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._places.release()
+
+
 class HostGate:
     """Requests to one host wait here; the gap is max(configured delay, robots Crawl-delay).
 
@@ -70,7 +94,7 @@ class HostGate:
 
     @asynccontextmanager
     async def slot(self, global_slots: asyncio.Semaphore, url: str = "",
-                   max_wait: float = float("inf")) -> AsyncIterator[None]:
+                   max_wait: float = float("inf"), ticket: Ticket | None = None) -> AsyncIterator[None]:
         async with self._sem:
             async with self._lock:  # one start decision at a time for this host
                 while True:
@@ -82,6 +106,8 @@ class HostGate:
                     if wait <= 0:
                         break
                     await asyncio.sleep(wait)
+                if ticket is not None:
+                    await ticket.take()
                 await global_slots.acquire()
                 self._last_start = time.monotonic()
             try:
