@@ -106,7 +106,7 @@ class RobotsCache:
         if rules.parser is not None:
             delay = rules.crawl_delay(self._agent)
             if delay:
-                self._fetcher.gates.set_min_delay(host, min(delay, 60.0))
+                self._fetcher.gates.set_min_delay(host, min(delay, self._fetcher.settings.max_crawl_delay))
         if rules.disallow_all:
             log.warning("%s: %s; nothing on this host is fetched this pass", host, rules.reason)
         return rules
