@@ -68,22 +68,14 @@ def build(storage: Path, site: Path, port: int) -> None:
         subprocess.run(["bash", str(SITE_TOOLS / "serve.sh"), "stop", "--site", str(site)], stdout=subprocess.DEVNULL)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--storage", default="/tmp/browse-10k")
-    ap.add_argument("--requests", type=int, default=200, help="requests per kind")
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--site", default="/tmp/site-browse", help="where the synthetic web is generated")
-    ap.add_argument("--port", type=int, default=18090, help="port the synthetic outlets listen on")
-    a = ap.parse_args()
-    storage = Path(a.storage)
-    if not (storage / "index.sqlite3").exists():
-        build(storage, Path(a.site), a.port)
+def measure(storage: Path, requests: int = 200, seed: int = 7) -> dict:
+    """Start `archiver serve` on the archive in `storage` and time requests of each kind;
+    {"captures", "outlets", "topics", "start_s", "hits", "times": {kind: [ms, ...]}}."""
     conn = sqlite3.connect(f"file:{storage / 'index.sqlite3'}?mode=ro", uri=True)
     rows = conn.execute("SELECT id, title, outlet, topics FROM captures WHERE kind = 'article' "
                         "AND state = 'archived'").fetchall()
     conn.close()
-    rng = random.Random(a.seed)
+    rng = random.Random(seed)
     words = sorted({w for _, t, _, _ in rows for w in re.findall(r"[A-Za-z]{5,}", t or "")})
     topics = sorted({t for *_, ts in rows for t in json.loads(ts)})
     outlets = sorted({o for _, _, o, _ in rows})
@@ -122,8 +114,7 @@ def main() -> int:
             except OSError:
                 c.close()
                 if proc.poll() is not None or time.monotonic() - t0 > 600:
-                    print("archiver serve did not start", file=sys.stderr)
-                    return 1
+                    raise RuntimeError("archiver serve did not start")
                 time.sleep(0.2)
         start_s = time.monotonic() - t0
 
@@ -144,11 +135,10 @@ def main() -> int:
             ("replay (rewritten page)", lambda: f"/raw/{rng.choice(rows)[0]}"),
         ):
             times = []
-            for _ in range(a.requests if name != "home" else 20):
+            for _ in range(requests if name != "home" else 20):
                 ms, status, body = timed(make())
                 if status != 200:
-                    print(f"{name}: HTTP {status}", file=sys.stderr)
-                    return 1
+                    raise RuntimeError(f"{name}: HTTP {status}")
                 times.append(ms)
                 if name == "search (JSON API)":
                     found.append(json.loads(body)["total"])
@@ -157,11 +147,27 @@ def main() -> int:
         c.close()
         proc.terminate()
         proc.wait(10)
-    print(f"archive: {len(rows)} archived article captures, {len(outlets)} outlets, {len(topics)} topics")
-    print(f"start with a cold search cache (built from the text files): {start_s:.1f} s")
-    print(f"search hits per query: median {statistics.median(found):.0f}, max {max(found)}")
+    return {"captures": len(rows), "outlets": len(outlets), "topics": len(topics), "start_s": start_s,
+            "hits": found, "times": results}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--storage", default="/tmp/browse-10k")
+    ap.add_argument("--requests", type=int, default=200, help="requests per kind")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--site", default="/tmp/site-browse", help="where the synthetic web is generated")
+    ap.add_argument("--port", type=int, default=18090, help="port the synthetic outlets listen on")
+    a = ap.parse_args()
+    storage = Path(a.storage)
+    if not (storage / "index.sqlite3").exists():
+        build(storage, Path(a.site), a.port)
+    r = measure(storage, a.requests, a.seed)
+    print(f"archive: {r['captures']} archived article captures, {r['outlets']} outlets, {r['topics']} topics")
+    print(f"start with a cold search cache (built from the text files): {r['start_s']:.1f} s")
+    print(f"search hits per query: median {statistics.median(r['hits']):.0f}, max {max(r['hits'])}")
     print(f"{'request':<26}{'n':>5}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
-    for name, times in results.items():
+    for name, times in r["times"].items():
         print(f"{name:<26}{len(times):>5}{percentile(times, 50):>9.1f}{percentile(times, 95):>9.1f}{max(times):>9.1f}")
     return 0
 

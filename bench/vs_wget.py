@@ -52,6 +52,83 @@ def warc_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*.warc.gz")) / 1e6
 
 
+def serve(site: Path, latency: int = 0) -> None:
+    """(Re)start nginx on the site, with `latency` ms added to every request."""
+    tool = ["bash", str(SITE_TOOLS / "serve.sh")]
+    subprocess.run(tool + ["stop", "--site", str(site)], capture_output=True)
+    subprocess.run(tool + ["start", "--site", str(site), "--ttl", "1800"] + (["--latency", str(latency)] if latency else []),
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def stop(site: Path) -> None:
+    subprocess.run(["bash", str(SITE_TOOLS / "serve.sh"), "stop", "--site", str(site)], capture_output=True)
+
+
+def compare(site: Path, urls_wanted: int, rounds: int, latency: int, concurrency: int = 32,
+            log: bool = True) -> dict:
+    """Rounds of wget and archiver's fetch + WARC path on the same URLs (nginx must be serving
+    `site` with `latency`); medians, per-round ratios, and whether archiver's WARCs are valid."""
+    scratch = Path(tempfile.mkdtemp(prefix="archiver-vs-wget-"))
+    try:
+        urls = (site / "urls" / "articles-all.txt").read_text().split()[:urls_wanted]
+        lists = {"archiver": scratch / "urls.txt", "wget": scratch / "urls-wget.txt"}
+        lists["archiver"].write_text("\n".join(urls) + "\n")
+        lists["wget"].write_text("\n".join(urls[: max(50, len(urls) // 10)] if latency else urls) + "\n")
+        n = {k: len(p.read_text().split()) for k, p in lists.items()}
+        tools = {
+            "wget": lambda out: ["wget", "-nv", "-i", str(lists["wget"]), "-O", "/dev/null", "--tries=1",
+                                 "--timeout=30", f"--warc-file={out}/wget", f"--warc-tempdir={out}"],
+            "archiver": lambda out: [sys.executable, str(HERE / "fetch_warc.py"), "--urls", str(lists["archiver"]),
+                                     "--out", str(out), "-c", str(concurrency)],
+        }
+        rows: dict[str, list[dict]] = {t: [] for t in tools}
+        order = list(tools)
+        for rnd in range(rounds):
+            for name in order:
+                out = scratch / f"{name}-{rnd}"
+                out.mkdir()
+                r = run_measured(tools[name](out), out)
+                if r["rc"] != 0 and name == "archiver":
+                    raise RuntimeError(f"archiver fetch + WARC run failed (exit {r['rc']})")
+                r["pages"] = n[name]
+                r["pages_per_s"] = n[name] / r["wall"]
+                r["cpu_ms"] = 1000 * r["cpu"] / n[name]
+                r["warc_mb"] = warc_mb(out)
+                rows[name].append(r)
+                if log:
+                    print(f"  round {rnd + 1} {name:9s} {n[name]:6d} pages {r['wall']:7.2f} s "
+                          f"{r['pages_per_s']:8.1f} pages/s {r['cpu_ms']:6.2f} CPU ms/page {r['rss_mb']:6.1f} MB RSS",
+                          flush=True)
+                if rnd < rounds - 1:
+                    shutil.rmtree(out)
+            order = order[1:] + order[:1]  # rotate, so neither tool always runs on a warm cache
+        ratios = [rows["archiver"][i]["pages_per_s"] / rows["wget"][i]["pages_per_s"] for i in range(rounds)]
+        cpu_ratios = [rows["archiver"][i]["cpu_ms"] / rows["wget"][i]["cpu_ms"] for i in range(rounds)]
+        med = {t: {k: statistics.median(r[k] for r in rs) for k in ("pages_per_s", "cpu_ms", "rss_mb", "warc_mb")}
+               for t, rs in rows.items()}
+        check = subprocess.run([str(Path(sys.executable).with_name("warcio")), "check",
+                                *map(str, (scratch / f"archiver-{rounds - 1}").rglob("*.warc.gz"))],
+                               capture_output=True, text=True)
+        return {"latency_ms": latency, "rounds": rounds, "pages": n, "median": med,
+                "ratio_pages_per_s": statistics.median(ratios), "ratio_cpu": statistics.median(cpu_ratios),
+                "round_ratios": ratios, "warcs_valid": check.returncode == 0}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def needs_tools() -> str | None:
+    if not (SITE_TOOLS / "make_site.py").exists():
+        return f"missing {SITE_TOOLS}/make_site.py (set ARCHIVER_SHARED)"
+    if not shutil.which("wget") or not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
+        return "needs wget and nginx (apt-get install wget nginx-light)"
+    return None
+
+
+def make_site(site: Path, port: int) -> None:
+    subprocess.run([sys.executable, str(SITE_TOOLS / "make_site.py"), "--out", str(site), "--port", str(port),
+                    "--quiet"], check=True, stdout=subprocess.DEVNULL)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--urls", type=int, default=3000, help="article URLs per run (outlets interleaved)")
@@ -62,80 +139,32 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--keep-serving", action="store_true")
     a = ap.parse_args()
-    if not (SITE_TOOLS / "make_site.py").exists():
-        print(f"missing {SITE_TOOLS}/make_site.py (set ARCHIVER_SHARED)", file=sys.stderr)
+    missing = needs_tools()
+    if missing:
+        print(missing, file=sys.stderr)
         return 2
-    if not shutil.which("wget") or not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
-        print("needs wget and nginx (apt-get install wget nginx-light)", file=sys.stderr)
-        return 2
-    subprocess.run([sys.executable, str(SITE_TOOLS / "make_site.py"), "--out", str(a.site), "--port", str(a.port)],
-                   check=True, stdout=subprocess.DEVNULL)
-    serve = ["bash", str(SITE_TOOLS / "serve.sh")]
-    start = serve + ["start", "--site", str(a.site), "--ttl", "1800"]
-    if a.latency:
-        start += ["--latency", str(a.latency)]
-    subprocess.run(serve + ["stop", "--site", str(a.site)], capture_output=True)
-    subprocess.run(start, check=True, stdout=subprocess.DEVNULL)
-    scratch = Path(tempfile.mkdtemp(prefix="archiver-vs-wget-"))
+    make_site(a.site, a.port)
+    serve(a.site, a.latency)
     try:
-        urls = (a.site / "urls" / "articles-all.txt").read_text().split()[: a.urls]
-        lists = {"archiver": scratch / "urls.txt", "wget": scratch / "urls-wget.txt"}
-        lists["archiver"].write_text("\n".join(urls) + "\n")
-        lists["wget"].write_text("\n".join(urls[: max(50, len(urls) // 10)] if a.latency else urls) + "\n")
-        n = {k: len(p.read_text().split()) for k, p in lists.items()}
-        tools = {
-            "wget": lambda out: ["wget", "-nv", "-i", str(lists["wget"]), "-O", "/dev/null", "--tries=1",
-                                 "--timeout=30", f"--warc-file={out}/wget", f"--warc-tempdir={out}"],
-            "archiver": lambda out: [sys.executable, str(HERE / "fetch_warc.py"), "--urls", str(lists["archiver"]),
-                                     "--out", str(out), "-c", str(a.concurrency)],
-        }
-        rows: dict[str, list[dict]] = {t: [] for t in tools}
-        order = list(tools)
-        for rnd in range(a.rounds):
-            for name in order:
-                out = scratch / f"{name}-{rnd}"
-                out.mkdir()
-                r = run_measured(tools[name](out), out)
-                if r["rc"] != 0 and name == "archiver":
-                    print(f"archiver run failed (exit {r['rc']})", file=sys.stderr)
-                    return 1
-                r["pages"] = n[name]
-                r["pages_per_s"] = n[name] / r["wall"]
-                r["cpu_ms"] = 1000 * r["cpu"] / n[name]
-                r["warc_mb"] = warc_mb(out)
-                rows[name].append(r)
-                print(f"  round {rnd + 1} {name:9s} {n[name]:6d} pages {r['wall']:7.2f} s "
-                      f"{r['pages_per_s']:8.1f} pages/s {r['cpu_ms']:6.2f} CPU ms/page {r['rss_mb']:6.1f} MB RSS",
-                      flush=True)
-                if rnd < a.rounds - 1:
-                    shutil.rmtree(out)
-            order = order[1:] + order[:1]  # rotate, so neither tool always runs on a warm cache
-        ratios = [rows["archiver"][i]["pages_per_s"] / rows["wget"][i]["pages_per_s"] for i in range(a.rounds)]
-        cpu_ratios = [rows["archiver"][i]["cpu_ms"] / rows["wget"][i]["cpu_ms"] for i in range(a.rounds)]
-        med = {t: {k: statistics.median(r[k] for r in rs) for k in ("pages_per_s", "cpu_ms", "rss_mb", "warc_mb")}
-               for t, rs in rows.items()}
-        check = subprocess.run([str(Path(sys.executable).with_name("warcio")), "check",
-                                *map(str, (scratch / f"archiver-{a.rounds - 1}").rglob("*.warc.gz"))],
-                               capture_output=True, text=True)
-        print(f"\nfetch + WARC, {n['archiver']} pages (wget: {n['wget']}), latency {a.latency} ms, "
-              f"median of {a.rounds} rounds, {os.cpu_count()} cores")
-        print(f"{'tool':10s} {'pages/s':>9s} {'CPU ms/page':>12s} {'peak RSS MB':>12s} {'WARC MB':>9s} "
-              f"{'x wget pages/s':>15s} {'x wget CPU':>11s}")
-        for t in ("wget", "archiver"):
-            m = med[t]
-            rel = (f"{statistics.median(ratios):15.2f} {statistics.median(cpu_ratios):11.2f}" if t == "archiver"
-                   else f"{1:15.2f} {1:11.2f}")
-            print(f"{t:10s} {m['pages_per_s']:9.1f} {m['cpu_ms']:12.2f} {m['rss_mb']:12.1f} {m['warc_mb']:9.1f} {rel}")
-        target = 20.0 if a.latency else 1.0
-        got = statistics.median(ratios)
-        print(f"\ntarget: archiver >= {target:g}x wget pages/s: {'MET' if got >= target else 'NOT MET'} ({got:.2f}x); "
-              f"archiver WARCs: {'valid' if check.returncode == 0 else 'INVALID'} (warcio check)")
-        print(json.dumps({"latency_ms": a.latency, "ratio_pages_per_s": round(got, 3), "median": med}))
-        return 0 if check.returncode == 0 else 1
+        r = compare(a.site, a.urls, a.rounds, a.latency, a.concurrency)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
         if not a.keep_serving:
-            subprocess.run(serve + ["stop", "--site", str(a.site)], capture_output=True)
+            stop(a.site)
+    n, med = r["pages"], r["median"]
+    print(f"\nfetch + WARC, {n['archiver']} pages (wget: {n['wget']}), latency {a.latency} ms, "
+          f"median of {a.rounds} rounds, {os.cpu_count()} cores")
+    print(f"{'tool':10s} {'pages/s':>9s} {'CPU ms/page':>12s} {'peak RSS MB':>12s} {'WARC MB':>9s} "
+          f"{'x wget pages/s':>15s} {'x wget CPU':>11s}")
+    for t in ("wget", "archiver"):
+        m = med[t]
+        rel = (f"{r['ratio_pages_per_s']:15.2f} {r['ratio_cpu']:11.2f}" if t == "archiver" else f"{1:15.2f} {1:11.2f}")
+        print(f"{t:10s} {m['pages_per_s']:9.1f} {m['cpu_ms']:12.2f} {m['rss_mb']:12.1f} {m['warc_mb']:9.1f} {rel}")
+    target = 20.0 if a.latency else 1.0
+    got = r["ratio_pages_per_s"]
+    print(f"\ntarget: archiver >= {target:g}x wget pages/s: {'MET' if got >= target else 'NOT MET'} ({got:.2f}x); "
+          f"archiver WARCs: {'valid' if r['warcs_valid'] else 'INVALID'} (warcio check)")
+    print(json.dumps({"latency_ms": a.latency, "ratio_pages_per_s": round(got, 3), "median": med}))
+    return 0 if r["warcs_valid"] else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Every performance figure of the README in one run, with the targets each must meet.
+
+    python bench/run.py [--site /tmp/site] [--port 8080] [--rounds 3] [--out /tmp/archiver-bench-run]
+
+On the synthetic news web of ../shared/bench/site (20 outlets x 500 articles, generated on
+first use in about a minute, served by nginx on 127.0.0.10-30), in this order:
+
+1. fetch + WARC against `wget -i --warc-file`, same 3,000 URLs, rounds rotated (vs_wget.py);
+2. the same with 100 ms added to every request: archiver on 1,000 URLs, serial wget on 100;
+3. end to end (`archiver crawl`: robots.txt, feeds, sitemaps, fetch, WARC, extraction in
+   worker processes, topic filter, text files, index) on 1,000 and on 10,000 articles, every
+   article kept (a topic that matches "the"), with the peak memory of the main process and
+   of the largest extraction worker;
+4. `archiver dump` and `archiver verify` of every capture of the 10,000-article archive;
+5. `archiver serve` on that archive: search and capture pages, p95 (browse.py).
+
+Prints one table (figure, archiver, wget, ratio, target, met) and a JSON line. Exit 0 when
+every run worked (targets not met are reported, not fatal). Loopback only; nginx is stopped
+at the end. About 6 minutes on 2 cores once the site exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from browse import measure as measure_browse, percentile  # noqa: E402
+from site_pass import make_config  # noqa: E402
+from vs_wget import compare, make_site, needs_tools, serve, stop  # noqa: E402
+
+EXE = Path(sys.executable).with_name("archiver")
+SLIM_MANIFEST = ("import json, sys; m = json.load(open(sys.argv[1], encoding='utf-8')); "
+                 "print(json.dumps({'topic_keywords': m['topic_keywords'], 'outlets': m['outlets']}))")
+RESOURCES = re.compile(r"resources: ([\d.]+) s CPU, peak memory (\d+) MB(?:; extraction workers ([\d.]+) s CPU"
+                       r"(?:, peak memory (\d+) MB)?)?")
+
+
+def crawl(site: Path, storage: Path, per_outlet: int | None) -> dict:
+    """`archiver crawl` of the whole site (or `per_outlet` articles of each outlet), all kept."""
+    # read in a child, keeping only what the config needs: the whole manifest is ~250 MB of
+    # Python objects, and ru_maxrss of a process started later by this one would include them
+    manifest = json.loads(subprocess.check_output([sys.executable, "-c", SLIM_MANIFEST, str(site / "manifest.json")]))
+    shutil.rmtree(storage, ignore_errors=True)
+    storage.mkdir(parents=True)
+    config = make_config(manifest, storage).replace("topics:\n", 'topics:\n  - name: everything\n    any: ["the"]\n', 1)
+    if per_outlet:
+        config = config.replace("max_candidates_per_outlet: 100000", f"max_candidates_per_outlet: {per_outlet}")
+    (storage / "bench.yaml").write_text(config, encoding="utf-8")
+    t0 = time.perf_counter()
+    proc = subprocess.run([str(EXE), "crawl", "--config", str(storage / "bench.yaml"), "--no-progress"],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"archiver crawl failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    m = RESOURCES.search(proc.stdout)
+    if m is None:
+        raise RuntimeError("archiver crawl printed no resources line")
+    conn = sqlite3.connect(storage / "index.sqlite3")
+    states = dict(conn.execute("SELECT state, COUNT(*) FROM captures WHERE kind = 'article' GROUP BY state"))
+    conn.close()
+    fetched = sum(states.values())
+    main_cpu, worker_cpu = float(m.group(1)), float(m.group(3) or 0)
+    return {"articles": fetched, "archived": states.get("archived", 0), "seconds": wall,
+            "pages_per_s": fetched / wall, "main_rss_mb": int(m.group(2)),
+            "worker_rss_mb": int(m.group(4) or 0), "main_cpu_ms": 1000 * main_cpu / fetched,
+            "extract_cpu_ms": 1000 * worker_cpu / fetched}
+
+
+def timed(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:2])} failed (exit {proc.returncode}): {proc.stderr[-1000:]}")
+    return time.perf_counter() - t0
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--site", type=Path, default=Path("/tmp/site"))
+    ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/archiver-bench-run"), help="archives written here")
+    a = ap.parse_args()
+    missing = needs_tools()
+    if missing:
+        print(missing, file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+
+    def step(what: str) -> None:
+        print(f"[{time.perf_counter() - started:5.0f} s] {what}", flush=True)
+
+    step(f"site {a.site} (generated on first use)")
+    make_site(a.site, a.port)
+    rows: list[tuple[str, str, str, str, str, bool | None]] = []
+    result: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine()}
+    try:
+        step(f"fetch + WARC vs wget, 3,000 pages, {a.rounds} rounds")
+        serve(a.site, 0)
+        fw = result["fetch_warc"] = compare(a.site, 3000, a.rounds, 0, log=False)
+        med = fw["median"]
+        rows.append(("fetch + WARC pages/s", f"{med['archiver']['pages_per_s']:.0f}", f"{med['wget']['pages_per_s']:.0f}",
+                     f"{fw['ratio_pages_per_s']:.2f}x", ">= 1.0x wget", fw["ratio_pages_per_s"] >= 1.0 and fw["warcs_valid"]))
+        rows.append(("fetch + WARC CPU ms/page", f"{med['archiver']['cpu_ms']:.2f}", f"{med['wget']['cpu_ms']:.2f}",
+                     f"{fw['ratio_cpu']:.2f}x", "", None))
+        rows.append(("fetch + WARC peak RSS MB", f"{med['archiver']['rss_mb']:.0f}", f"{med['wget']['rss_mb']:.0f}",
+                     f"{med['archiver']['rss_mb'] / med['wget']['rss_mb']:.2f}x", "", None))
+        rows.append(("fetch + WARC WARC MB", f"{med['archiver']['warc_mb']:.1f}", f"{med['wget']['warc_mb']:.1f}",
+                     f"{med['archiver']['warc_mb'] / med['wget']['warc_mb']:.2f}x", "valid (warcio check)",
+                     fw["warcs_valid"]))
+
+        step(f"fetch + WARC vs serial wget with 100 ms latency, {a.rounds} rounds")
+        serve(a.site, 100)
+        lat = result["latency_100ms"] = compare(a.site, 1000, a.rounds, 100, log=False)
+        med = lat["median"]
+        rows.append(("100 ms latency pages/s", f"{med['archiver']['pages_per_s']:.0f}", f"{med['wget']['pages_per_s']:.1f}",
+                     f"{lat['ratio_pages_per_s']:.1f}x", ">= 20x wget", lat["ratio_pages_per_s"] >= 20))
+
+        serve(a.site, 0)
+        step("end to end, 1,000 articles")
+        small = result["e2e_1k"] = crawl(a.site, a.out / "e2e-1k", 50)
+        step("end to end, 10,000 articles")
+        big = result["e2e_10k"] = crawl(a.site, a.out / "e2e-10k", None)
+        rows.append(("end to end 10k pages/s", f"{big['pages_per_s']:.0f}", "", "", ">= 55", big["pages_per_s"] >= 55))
+        rows.append(("extraction CPU ms/page", f"{big['extract_cpu_ms']:.1f}", "", "", "<= 20",
+                     big["extract_cpu_ms"] <= 20))
+        rows.append(("main process CPU ms/page", f"{big['main_cpu_ms']:.1f}", "", "", "", None))
+        rows.append(("main peak RSS MB 1k / 10k", f"{small['main_rss_mb']} / {big['main_rss_mb']}", "", "", "<= 80",
+                     big["main_rss_mb"] <= 80))
+        rows.append(("worker peak RSS MB 1k / 10k", f"{small['worker_rss_mb']} / {big['worker_rss_mb']}", "", "",
+                     "<= 60", 0 < big["worker_rss_mb"] <= 60))
+    finally:
+        stop(a.site)
+
+    storage = a.out / "e2e-10k"
+    n = big["archived"]
+    step(f"dump and verify {n} captures")
+    dump_dir = a.out / "dump"
+    shutil.rmtree(dump_dir, ignore_errors=True)
+    dump_s = timed([str(EXE), "dump", "--config", str(storage / "bench.yaml"), "--out", str(dump_dir)])
+    verify_s = timed([str(EXE), "verify", str(dump_dir), "--config", str(storage / "bench.yaml")])
+    result["dump"] = {"captures": n, "dump_s": dump_s, "verify_s": verify_s}
+    rows.append(("dump captures/s", f"{n / dump_s:.0f}", "", "", ">= 500", n / dump_s >= 500))
+    rows.append(("verify captures/s", f"{n / verify_s:.0f}", "", "", ">= 500", n / verify_s >= 500))
+
+    step("browse: archiver serve on the 10,000-capture archive")
+    br = measure_browse(storage, requests=200)
+    result["browse"] = {k: {"p50": percentile(v, 50), "p95": percentile(v, 95), "max": max(v)}
+                        for k, v in br["times"].items()}
+    result["browse_start_s"] = br["start_s"]
+    for kind in ("search (HTML)", "search (JSON API)", "capture page"):
+        p95 = result["browse"][kind]["p95"]
+        rows.append((f"browse {kind} p95 ms", f"{p95:.1f}", "", "", "< 100", p95 < 100))
+    step("done")
+
+    print(f"\narchiver {subprocess.run([str(EXE), '--version'], capture_output=True, text=True).stdout.strip()}"
+          f" on {result['machine']}, {result['date']}; medians of {a.rounds} rounds where wget runs alongside")
+    widths = (28, 12, 9, 8, 22)
+    head = ("figure", "archiver", "wget", "ratio", "target")
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths)) + "  met")
+    for *cells, met in rows:
+        flag = "" if met is None else ("yes" if met else "NO")
+        print("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + "  " + flag)
+    missed = [r[0] for r in rows if r[5] is False]
+    print(f"\ntargets met: {sum(1 for r in rows if r[5])} of {sum(1 for r in rows if r[5] is not None)}"
+          + (f"; not met: {', '.join(missed)}" if missed else ""))
+    print(json.dumps(result, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
