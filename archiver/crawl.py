@@ -472,13 +472,15 @@ class Pass:
             self._fail(c.url, name, "article", pass_id, DUPLICATE,
                        f"same page as {final.url}, already archived in this pass", via=c, final=final)
             return
-        fields = {"feed_title": c.title, "feed_summary": c.summary, "page_title": ex.title, "body": ex.body_text}
-        page = matcher.match({"page_title": ex.title, "body": ex.body_text})
+        # the page decides; every place each matched term was seen, feed hints included, is recorded
+        seen = matcher.terms_in({"feed_title": c.title, "feed_summary": c.summary, "page_title": ex.title,
+                                 "body": ex.body_text})
+        on_page = {t: ws for t, ws in ((t, [w for w in ws if w in ("page_title", "body")]) for t, ws in seen.items())
+                   if ws}
+        page = matcher.decide(on_page)
         blocked = block_reason(final.status, ex.page_text, ex.body_text)
         if page and not blocked:
-            # record every place each matched term was seen, feed hints included
-            seen = matcher.terms_in(fields)
-            page.matched = {t: seen.get(t, w) for t, w in page.matched.items()}
+            page.matched = {t: seen[t] for t in page.matched}
             stats.on_topic += 1
         # a new version of a kept article is kept even if it no longer matches: it is the record
         keep = blocked is not None or bool(page) or previous is not None or self.cfg.config.storage.keep_off_topic

@@ -26,7 +26,7 @@ class DiscoveryError(ArchiverError):
     """A discovery document could not be used (malformed, unsafe, wrong type)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     url: str
     via_url: str

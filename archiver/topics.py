@@ -64,7 +64,10 @@ class TopicMatcher:
         return found
 
     def match(self, fields: dict[str, str]) -> TopicMatch:
-        found = self.terms_in(fields)
+        return self.decide(self.terms_in(fields))
+
+    def decide(self, found: dict[str, list[str]]) -> TopicMatch:
+        """The topics that terms found (term -> places, as from terms_in) make a match."""
         result = TopicMatch()
         for topic in self.topics:
             if topic.any and not any(t in found for t in topic.any):
