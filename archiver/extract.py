@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from lxml import etree, html
 
+from . import faults
 from .decode import decode_text
 from .pagetext import RENDERER_NAME, RENDERER_VERSION, render_html, render_tree
 
@@ -239,4 +240,6 @@ def extract(markup: str, page: bool = True) -> Extraction:
 
 def extract_page(body: bytes, content_type: str | None) -> Extraction:
     """Decode and extract a fetched page: what an extraction worker does with each article."""
+    if faults.ARMED:
+        faults.reached("extract")
     return extract(page_markup(body, content_type))

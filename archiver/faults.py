@@ -3,8 +3,9 @@
 Crash safety is a claim about every moment of a pass; killing a process from outside at a
 random time mostly lands while it waits on the network. These points let the crash tests
 land a kill -9 inside the steps that matter: `fetch` (a body half received), `warc-write`
-(a record half on disk), `rotation` (a full file not yet renamed) and `index-commit` (records
-flushed, row not yet committed).
+(a record half on disk), `rotation` (a full file not yet renamed), `index-commit` (records
+flushed, row not yet committed) and `extract` (in an extraction worker, which counts its own
+pages: every worker dies at its N-th).
 
 `ARCHIVER_CRASH_AT=POINT:N` kills the process the N-th time it reaches POINT. Without the
 variable (every normal run) `reached()` is one comparison, and callers on the per-record
@@ -17,7 +18,7 @@ import os
 import signal
 from collections.abc import Callable
 
-POINTS = ("fetch", "warc-write", "rotation", "index-commit")
+POINTS = ("fetch", "warc-write", "rotation", "index-commit", "extract")
 
 
 def _armed() -> tuple[str, int] | None:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +115,32 @@ def test_waiting_out_a_crawl_delay_holds_no_place():
 
     fast_held, slow_held = asyncio.run(go())
     assert fast_held and not slow_held
+
+
+def test_a_crawl_survives_workers_dying_and_says_which_pages_they_took(tmp_path):
+    """ARCHIVER_CRASH_AT=extract:2 kills every extraction worker at its second page, pool
+    after pool: the crawl still ends normally, every article has a row, the pages lost with
+    a worker say so, and the next crawl archives every on-topic article."""
+    from archiver.demo_site import ON_TOPIC, SampleSite
+    from archiver.index import Index
+
+    from .conftest import write_config
+
+    exe = Path(sys.executable).with_name("archiver")
+    with SampleSite(crawl_delay=0.05) as site:
+        config = write_config(site, tmp_path / "archive")
+        env = dict(os.environ, ARCHIVER_CRASH_AT="extract:2")
+        first = subprocess.run([str(exe), "crawl", "--config", str(config), "--no-progress"], env=env,
+                               capture_output=True, text=True, timeout=300)
+        assert first.returncode == 0, first.stderr[-2000:]
+        with Index.open(tmp_path / "archive", readonly=True) as idx:
+            rows = [r for r in idx.captures(kind="article")]
+        died = [r for r in rows if r.state == "failed" and "extraction worker died" in (r.error or "")]
+        assert died, "no page was recorded as lost with its worker"
+        assert {r.state for r in rows} <= {"archived", "off_topic", "failed", "robots", "duplicate"}
+        second = subprocess.run([str(exe), "crawl", "--config", str(config), "--no-progress"],
+                                capture_output=True, text=True, timeout=300)
+        assert second.returncode == 0, second.stderr[-2000:]
+        with Index.open(tmp_path / "archive", readonly=True) as idx:
+            archived = {r.final_url for r in idx.captures(kind="article", state="archived")}
+        assert archived == {site.base_url + a.path for a in ON_TOPIC}
