@@ -17,10 +17,10 @@ import os
 import resource
 import signal
 import sys
-from itertools import islice
 from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from .errors import ArchiverError
@@ -65,16 +65,21 @@ class ExtractorPool:
         self._pool: Executor | None = None
         self.restarts = 0
         self.peak_worker_mb = 0.0  # largest peak RSS of a worker, read as workers stop (Linux)
+        self._quarantine: ProcessPoolExecutor | None = None  # one worker: items from a broken pool, one by one
+        self._alone: Any = None  # asyncio.Lock, made inside the event loop
 
     def _executor(self) -> Executor:
         if self._pool is None:
             if self.workers <= 0:
                 self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="extract")
             else:
-                self._pool = ProcessPoolExecutor(max_workers=self.workers,
-                                                 mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_die_with_parent, initargs=(os.getpid(),))
+                self._pool = self._processes(self.workers)
         return self._pool
+
+    @staticmethod
+    def _processes(n: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_die_with_parent, initargs=(os.getpid(),))
 
     def _restart(self, broken: Executor) -> None:
         # several callers may see the same broken pool; only the first replaces it
@@ -86,21 +91,31 @@ class ExtractorPool:
             self._pool = None
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run fn(*args) in a worker. A worker that dies takes every item it had queued with
-        it, so an item is tried a second time in a new pool; the item that kills that one
-        too is the culprit and raises WorkerDied."""
+        """Run fn(*args) in a worker. A worker that dies breaks the whole pool and every item
+        queued in it, so each of those is run again alone, in a one-worker pool kept for that:
+        the item that kills the worker there is the culprit and raises WorkerDied; the others
+        come back as if nothing had happened."""
         import asyncio  # here, not at the top: workers import this module and need no event loop
 
         loop = asyncio.get_running_loop()
-        for attempt in (1, 2):
-            pool = self._executor()
+        pool = self._executor()
+        try:
+            return await loop.run_in_executor(pool, fn, *args)
+        except BrokenProcessPool:
+            self._restart(pool)
+        if self._alone is None:
+            self._alone = asyncio.Lock()
+        async with self._alone:
+            if self._quarantine is None:
+                self._quarantine = self._processes(1)
+            quarantine = self._quarantine
             try:
-                return await loop.run_in_executor(pool, fn, *args)
+                return await loop.run_in_executor(quarantine, fn, *args)
             except BrokenProcessPool:
-                self._restart(pool)
-                if attempt == 2:
-                    raise WorkerDied(f"extraction worker died twice on this item ({fn.__name__})") from None
-        raise AssertionError("unreachable")
+                self._note_peaks(quarantine)
+                quarantine.shutdown(wait=False, cancel_futures=True)
+                self._quarantine = None
+                raise WorkerDied(f"extraction worker died on this item, alone in its pool ({fn.__name__})") from None
 
     def map(self, fn: Callable[..., T], items: Iterable[tuple[Any, ...]], chunksize: int = 8) -> Iterator[T]:
         """fn(*item) for every item, results in order, workers in parallel (for dump and verify).
@@ -120,13 +135,20 @@ class ExtractorPool:
                 ahead.append(pool.submit(_run_chunk, fn, chunk))
             if not ahead:
                 return
-            yield from ahead.popleft().result()
+            try:
+                done = ahead.popleft().result()
+            except BrokenProcessPool:
+                self._restart(pool)
+                raise WorkerDied(f"an extraction worker died ({fn.__name__}); nothing after this item was "
+                                 f"processed") from None
+            yield from done
 
     def shutdown(self) -> None:
-        if self._pool is not None:
-            self._note_peaks(self._pool)
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        for pool in (self._pool, self._quarantine):
+            if pool is not None:
+                self._note_peaks(pool)
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = self._quarantine = None
 
     def _note_peaks(self, pool: Executor) -> None:
         # getrusage(RUSAGE_CHILDREN) would count the parent's pages each child held between
