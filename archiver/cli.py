@@ -128,6 +128,7 @@ def crawl_and_report(cfg: LoadedConfig, outlets: tuple[str, ...] = (), show_prog
                         TimeElapsedColumn(), console=err_console, transient=True,
                         disable=not show_progress or not err_console.is_terminal)
     task = progress.add_task("discovering and fetching", total=0)
+    started = os.times()
 
     def on_progress(event: str, advance: int, total: int) -> None:
         if total:
@@ -154,18 +155,21 @@ def crawl_and_report(cfg: LoadedConfig, outlets: tuple[str, ...] = (), show_prog
     out_console.print(f"storage root: {result.storage_root}", markup=False, highlight=False)
     for f in result.warc_files:
         out_console.print(f"  wrote {f}", markup=False, highlight=False)
-    out_console.print(resources_line(result.worker_peak_mb), markup=False, highlight=False)
+    out_console.print(resources_line(result.worker_peak_mb, started), markup=False, highlight=False)
     return 0
 
 
-def resources_line(worker_peak_mb: float) -> str:
-    """CPU and peak memory of this process and of its extraction workers (exited by now)."""
+def resources_line(worker_peak_mb: float, started: os.times_result) -> str:
+    """CPU and peak memory of this process and of its extraction workers (exited by now).
+    Child CPU is counted from `started`: times survive exec, so a wrapper script's own
+    children (a pip install) would otherwise show up as extraction."""
     from .workers import peak_rss_mb
 
     t = os.times()
+    kids = (t.children_user - started.children_user) + (t.children_system - started.children_system)
     line = f"resources: {t.user + t.system:.1f} s CPU, peak memory {peak_rss_mb():.0f} MB"
-    if t.children_user + t.children_system:
-        line += f"; extraction workers {t.children_user + t.children_system:.1f} s CPU"
+    if kids > 0.05:
+        line += f"; extraction workers {kids:.1f} s CPU"
         if worker_peak_mb:
             line += f", peak memory {worker_peak_mb:.0f} MB each at most"
     return line

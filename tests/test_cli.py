@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -19,6 +20,12 @@ def test_crawl_prints_summary_and_exits_0(site, tmp_path: Path):
     for col in ("discovered", "on-topic", "fetched", "archived", "skipped by robots", "failed"):
         assert col in proc.stdout
     assert "wrote warc/" in proc.stdout
+    # the pass's own cost; extraction ran in workers, whose memory is their own (~35 MB), not
+    # the crawling process's, which getrusage would report through fork + exec
+    res = re.search(r"resources: [\d.]+ s CPU, peak memory (\d+) MB; extraction workers [\d.]+ s CPU, "
+                    r"peak memory (\d+) MB each at most", proc.stdout)
+    assert res, proc.stdout[-500:]
+    assert 10 < int(res.group(2)) < int(res.group(1))
 
 
 def test_unreachable_outlet_is_reported_and_the_pass_ends_cleanly(tmp_path: Path):
