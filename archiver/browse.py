@@ -47,9 +47,9 @@ def timestamp14(iso: str) -> str:
 class Archive:
     """Read access to one storage root: the index (read-only), texts, WARCs, search cache."""
 
-    def __init__(self, storage_root: Path):
+    def __init__(self, storage_root: Path, index_url: str | None = None):
         self.root = storage_root
-        self.index = Index.open(storage_root, readonly=True)
+        self.index = Index.open(storage_root, readonly=True, url=index_url)
         self.search_index = SearchIndex(storage_root)
         self._lock = threading.Lock()
         self.sync()
@@ -61,7 +61,7 @@ class Archive:
     def sync(self) -> None:
         """Bring the search cache up to the index (cheap when nothing is new)."""
         with self._lock:
-            top = self.index.conn.execute("SELECT MAX(id) FROM captures").fetchone()[0] or 0
+            top = self.index.scalar("SELECT MAX(id) FROM captures") or 0
             if top > self.search_index.synced_up_to():
                 n = self.search_index.sync(self.index, text_of=lambda cid: self.text(cid, "article"))
                 if n:
@@ -71,18 +71,15 @@ class Archive:
         return self.root / "warc" / Path(name).name
 
     def row(self, capture_id: int):
-        r = self.index.conn.execute("SELECT * FROM captures WHERE id = ?", (capture_id,)).fetchone()
-        return _row(r) if r is not None else None
+        return self.index.get(capture_id)
 
     def by_record_id(self, record_id: str):
-        r = self.index.conn.execute("SELECT * FROM captures WHERE warc_record_id = ? ORDER BY id LIMIT 1",
-                                    (record_id,)).fetchone()
-        return _row(r) if r is not None else None
+        rows = self.index.rows("SELECT * FROM captures WHERE warc_record_id = :r ORDER BY id LIMIT 1", r=record_id)
+        return _row(rows[0]) if rows else None
 
     def versions(self, url: str) -> list:
-        rows = self.index.conn.execute(
-            "SELECT * FROM captures WHERE (url = ? OR final_url = ?) AND warc_file IS NOT NULL ORDER BY fetched_at, id",
-            (url, url)).fetchall()
+        rows = self.index.rows("SELECT * FROM captures WHERE (url = :u OR final_url = :u) AND warc_file IS NOT NULL "
+                               "ORDER BY fetched_at, id", u=url)
         return [_row(r) for r in rows]
 
     def replay_row(self, row):
@@ -112,26 +109,28 @@ class Archive:
         return ""
 
     def nearest(self, url: str, ts: str):
-        rows = self.index.conn.execute(
-            f"SELECT * FROM captures WHERE (final_url = ? OR url = ?) AND warc_file IS NOT NULL "
-            f"AND warc_offset IS NOT NULL AND state IN ({', '.join('?' * len(_REPLAYABLE))})",
-            (url, url, *_REPLAYABLE)).fetchall()
+        states = ", ".join(f"'{s}'" for s in _REPLAYABLE)  # constants of ours, not input
+        rows = self.index.rows(f"SELECT * FROM captures WHERE (final_url = :u OR url = :u) AND warc_file IS NOT NULL "
+                               f"AND warc_offset IS NOT NULL AND state IN ({states})", u=url)
         if not rows:
             return None
         want = int((ts + "0" * 14)[:14]) if ts.isdigit() else 0
         return _row(min(rows, key=lambda r: (abs(int(timestamp14(r["fetched_at"])) - want), -r["id"])))
 
     def overview(self) -> dict[str, Any]:
-        c = self.index.conn
+        ix = self.index
         art = "kind = 'article' AND state = 'archived'"
-        topics = c.execute(f"SELECT j.value, COUNT(*) FROM captures, json_each(captures.topics) j WHERE {art} "
-                           f"GROUP BY j.value ORDER BY COUNT(*) DESC, j.value").fetchall()
-        outlets = c.execute(f"SELECT outlet, COUNT(*) FROM captures WHERE {art} GROUP BY outlet "
-                            f"ORDER BY COUNT(*) DESC, outlet").fetchall()
-        days = c.execute(f"SELECT substr(fetched_at, 1, 10), COUNT(*) FROM captures WHERE {art} "
-                         f"GROUP BY 1 ORDER BY 1").fetchall()
-        latest = [_row(r) for r in c.execute(f"SELECT * FROM captures WHERE {art} ORDER BY id DESC LIMIT 15")]
-        total = c.execute(f"SELECT COUNT(*) FROM captures WHERE {art}").fetchone()[0]
+        each = ("jsonb_array_elements_text(captures.topics::jsonb)" if ix.dialect == "postgresql"
+                else "json_each(captures.topics)")
+        topics = [(r["t"], r["n"]) for r in ix.rows(
+            f"SELECT j.value AS t, COUNT(*) AS n FROM captures, {each} j WHERE {art} "
+            f"GROUP BY j.value ORDER BY COUNT(*) DESC, j.value")]
+        outlets = [(r["outlet"], r["n"]) for r in ix.rows(
+            f"SELECT outlet, COUNT(*) AS n FROM captures WHERE {art} GROUP BY outlet ORDER BY COUNT(*) DESC, outlet")]
+        days = [(r["d"], r["n"]) for r in ix.rows(
+            f"SELECT substr(fetched_at, 1, 10) AS d, COUNT(*) AS n FROM captures WHERE {art} GROUP BY 1 ORDER BY 1")]
+        latest = [_row(r) for r in ix.rows(f"SELECT * FROM captures WHERE {art} ORDER BY id DESC LIMIT 15")]
+        total = ix.scalar(f"SELECT COUNT(*) FROM captures WHERE {art}")
         return {"topics": topics, "outlets": outlets, "days": days[-90:], "latest": latest, "total": total}
 
 
@@ -175,8 +174,8 @@ def _query(request: Request) -> Query:
                  sort="date" if p.get("sort") == "date" else "relevance", page=page)
 
 
-def create_app(storage_root: Path) -> Starlette:
-    archive = Archive(storage_root)
+def create_app(storage_root: Path, index_url: str | None = None) -> Starlette:
+    archive = Archive(storage_root, index_url)
     env = Environment(loader=PackageLoader("archiver", "templates"), autoescape=select_autoescape(["html"]))
     env.globals.update(version=__version__, ts14=timestamp14)
 
@@ -321,11 +320,12 @@ def _http_date(iso: str) -> str:
     return dt.strftime("%a, %d %b %Y %H:%M:%S GMT")
 
 
-def serve(storage_root: Path, host: str, port: int, log_level: str = "warning") -> None:
+def serve(storage_root: Path, host: str, port: int, index_url: str | None = None,
+          log_level: str = "warning") -> None:
     import uvicorn
 
     try:
-        app = create_app(storage_root)
+        app = create_app(storage_root, index_url)
     except sqlite3.Error as e:
         raise StorageError(f"cannot read the archive at {storage_root}: {e}") from None
     log.warning("serving %s on http://%s:%d/ (read-only)", storage_root, host, port)

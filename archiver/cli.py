@@ -1,4 +1,4 @@
-"""Command line: `archiver crawl | run | status | captures | dump | verify | extract | serve | export | fsck | check-config | demo`.
+"""Command line: `archiver crawl | run | status | captures | dump | verify | extract | serve | export | fsck | migrate | check-config | demo`.
 
 Exit codes: 0 done (individual fetch failures are reported, not fatal), 1 the command could
 not run (storage not writable, index unreadable, ...), 2 bad config or usage.
@@ -70,7 +70,7 @@ def _load(path: str) -> LoadedConfig:
 def _open_index(cfg: LoadedConfig) -> Index:
     """The index for reading, or exit 1 with the reason (e.g. nothing archived yet)."""
     try:
-        return Index.open(cfg.storage_root, readonly=True)
+        return Index.open(cfg.storage_root, readonly=True, url=cfg.config.index.url)
     except ArchiverError as e:
         click.echo(f"archiver: {e}", err=True)
         sys.exit(1)
@@ -242,22 +242,20 @@ def status(config: str) -> None:
 
     cfg = _load(config)
     index = _open_index(cfg)
-    upcoming = next_run_times(cfg.storage_root)
+    upcoming = next_run_times(cfg)
     t = Table(title=f"archiver status ({cfg.storage_root})", title_justify="left")
     for c in ("outlet", "last pass start", "end", "discovered", "archived", "updated", "failed", "next pass",
               "last error"):
         t.add_column(c, overflow="fold")
     totals = {"passes": 0, "archived": 0, "updated": 0, "failed": 0}
     with index:
-        last = {r["outlet"]: r for r in index.conn.execute(
+        last = {r["outlet"]: r for r in index.rows(
             "SELECT * FROM passes WHERE id IN (SELECT MAX(id) FROM passes GROUP BY outlet)")}
-        for outlet, n, counts in index.conn.execute("SELECT outlet, COUNT(*), GROUP_CONCAT(counts, '\n') FROM passes"
-                                                     " GROUP BY outlet"):
-            totals["passes"] += n
-            for line in (counts or "").splitlines():
-                d = json.loads(line)
-                for k in ("archived", "updated", "failed"):
-                    totals[k] += d.get(k, 0)
+        for r in index.rows("SELECT counts FROM passes"):
+            totals["passes"] += 1
+            d = json.loads(r["counts"] or "{}")
+            for k in ("archived", "updated", "failed"):
+                totals[k] += d.get(k, 0)
     for o in cfg.config.outlets:
         r = last.get(o.name)
         counts = json.loads(r["counts"]) if r is not None and r["counts"] else {}
@@ -363,7 +361,7 @@ def serve_cmd(config: str, host: str, port: int, verbose: int) -> None:
     cfg = _load(config)
     _setup_logging(verbose, base=logging.WARNING)
     try:
-        serve(cfg.storage_root, host, port, log_level="info" if verbose else "warning")
+        serve(cfg.storage_root, host, port, index_url=cfg.config.index.url, log_level="info" if verbose else "warning")
     except ArchiverError as e:
         click.echo(f"archiver: {e}", err=True)
         sys.exit(1)
@@ -422,7 +420,7 @@ def fsck_cmd(config: str, repair: bool) -> None:
 
     cfg = _load(config)
     try:
-        index = Index.open(cfg.storage_root, readonly=not repair)
+        index = Index.open(cfg.storage_root, readonly=not repair, url=cfg.config.index.url)
     except ArchiverError as e:
         click.echo(f"archiver: {e}", err=True)
         sys.exit(1)
@@ -440,6 +438,32 @@ def fsck_cmd(config: str, repair: bool) -> None:
                f"{len(report.open_files)} open files, {len(report.rows_without_record)} rows without record, "
                f"{len(report.records_without_row)} records without row")
     sys.exit(0 if report.clean or repair else 1)
+
+
+@main.command("migrate")
+@click.option("--config", "-c", "config", required=True, type=click.Path(dir_okay=False))
+def migrate_cmd(config: str) -> None:
+    """Bring the index's schema up to this version (any writer does it too; this says what it did)."""
+    from .index import current_revision, display_url, index_url
+    from .schema import HEAD
+
+    cfg = _load(config)
+    where = display_url(index_url(cfg.storage_root, cfg.config.index.url))
+    try:
+        with Index.open(cfg.storage_root, readonly=True, url=cfg.config.index.url) as index:
+            before = current_revision(index)
+    except ArchiverError:
+        before = None  # nothing there yet: the open below creates it
+    try:
+        with Index.open(cfg.storage_root, url=cfg.config.index.url) as index:
+            after = current_revision(index)
+    except ArchiverError as e:
+        click.echo(f"archiver: {e}", err=True)
+        sys.exit(1)
+    if before == after:
+        click.echo(f"index {where}: schema {after}, up to date")
+    else:
+        click.echo(f"index {where}: schema {before or '(none)'} -> {after} (newest: {HEAD})")
 
 
 @main.command("extract")

@@ -86,6 +86,19 @@ class StorageSettings(_Model):
     warc: WarcSettings = WarcSettings()
 
 
+class IndexSettings(_Model):
+    # None: SQLite at <storage root>/index.sqlite3. postgresql://USER:PASSWORD@HOST/DB for a
+    # scaled setup (the password is better given as ARCHIVER_INDEX_URL than written here)
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^(sqlite|postgres(ql)?)(\+\w+)?://", v):
+            raise ValueError("must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB")
+        return v
+
+
 class FetchSettings(_Model):
     user_agent: str = "archiver/0.1 (news archiving; operator contact not configured)"
     concurrency: int = Field(16, ge=1, le=1024)
@@ -216,7 +229,7 @@ class Schedule(_Model):
 _MANAGED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "accept-encoding",
                     "user-agent", "if-none-match", "if-modified-since", "upgrade", "te", "cookie"}
 # config keys whose values are secrets: never echoed back in problems
-SECRET_KEYS = ("headers", "cookies")
+SECRET_KEYS = ("headers", "cookies", "url")  # index.url may carry a database password
 
 
 class Outlet(_Model):
@@ -306,6 +319,7 @@ class Outlet(_Model):
 
 class Config(_Model):
     storage: StorageSettings = StorageSettings()
+    index: IndexSettings = IndexSettings()
     fetch: FetchSettings = FetchSettings()
     discover: DiscoverSettings = DiscoverSettings()
     extract: ExtractSettings = ExtractSettings()
@@ -456,6 +470,7 @@ def load_config(path: str | Path) -> LoadedConfig:
 # Deployment settings a container or service manager may set without editing the YAML.
 ENV_OVERRIDES = {
     "ARCHIVER_STORAGE_ROOT": ("storage", "root"),
+    "ARCHIVER_INDEX_URL": ("index", "url"),
     "ARCHIVER_LISTEN": ("daemon", "listen"),
     "ARCHIVER_LOG_FORMAT": ("daemon", "log_format"),
 }
@@ -477,7 +492,8 @@ def _environment_overrides(cfg: Config, file: str) -> Config:
         env_of = {f"{s}.{k}": v for v, (s, k) in ENV_OVERRIDES.items()}
         raise ConfigError([ConfigProblem(file, 0, f"{'.'.join(map(str, err['loc']))} (from "
                                                   f"{env_of.get('.'.join(map(str, err['loc'])), 'environment')})",
-                                         err["msg"].removeprefix("Value error, "), err.get("input"))
+                                         err["msg"].removeprefix("Value error, "),
+                                         None if any(p in SECRET_KEYS for p in err["loc"]) else err.get("input"))
                            for err in e.errors()]) from None
 
 

@@ -634,7 +634,7 @@ def _read_sitemap(body: bytes, url: str, max_decoded: int, max_age_days: float |
 async def run_pass(cfg: LoadedConfig, progress: Progress | None = None,
                    outlets: list[str] | None = None) -> PassResult:
     """Run one pass over every (or the named) outlet; returns per-outlet statistics."""
-    index = Index.open(cfg.storage_root)
+    index = Index.open(cfg.storage_root, url=cfg.config.index.url)
     repair_storage(cfg.storage_root, index)  # a previous run may have been killed mid-write
     p = Pass(cfg, index, progress)
     try:

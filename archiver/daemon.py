@@ -30,7 +30,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from .config import LoadedConfig, Outlet, load_config
 from .crawl import Pass
 from .errors import ConfigError
-from .index import Index
+from .index import Index, index_url
 from .metrics import Metrics
 from .recover import repair_storage
 
@@ -222,7 +222,7 @@ class Daemon:
         global _CURRENT
         cfg = self.cfg
         root = cfg.storage_root
-        self.index = Index.open(root)
+        self.index = Index.open(root, url=cfg.config.index.url)
         repaired = repair_storage(root, self.index)
         if repaired:
             log.warning("repaired %d WARC file(s) left open by an earlier run", len(repaired))
@@ -231,7 +231,7 @@ class Daemon:
         d = cfg.config.daemon
         self.scheduler = AsyncIOScheduler(
             timezone=timezone.utc,
-            jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{root / SCHEDULER_DB}", tablename=JOBS_TABLE)},
+            jobstores={"default": SQLAlchemyJobStore(url=scheduler_url(cfg), tablename=JOBS_TABLE)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": int(d.misfire_grace_time)})
         host, port = d.host_port
         server = await asyncio.start_server(self._serve_http, host, port)
@@ -268,19 +268,31 @@ class Daemon:
         return 0
 
 
-def next_run_times(storage_root: Path) -> dict[str, datetime]:
-    """outlet -> next scheduled pass, read from the daemon's job store (works while it runs)."""
-    import sqlite3
+def scheduler_url(cfg: LoadedConfig) -> str:
+    """Where the scheduler keeps its jobs: beside a PostgreSQL index in the same database,
+    else in its own SQLite file (the index's file is the crawl's alone)."""
+    url = index_url(cfg.storage_root, cfg.config.index.url)
+    return url if not url.startswith("sqlite") else f"sqlite:///{cfg.storage_root / SCHEDULER_DB}"
 
-    path = storage_root / SCHEDULER_DB
-    if not path.exists():
+
+def next_run_times(cfg: LoadedConfig) -> dict[str, datetime]:
+    """outlet -> next scheduled pass, read from the daemon's job store (works while it runs)."""
+    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = scheduler_url(cfg)
+    if url.startswith("sqlite") and not (cfg.storage_root / SCHEDULER_DB).exists():
         return {}
+    engine = create_engine(url)
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        rows = conn.execute(f"SELECT id, next_run_time FROM {JOBS_TABLE}").fetchall()
-        conn.close()
-    except sqlite3.Error:
+        with engine.connect() as c:
+            if not inspect(c).has_table(JOBS_TABLE):
+                return {}
+            rows = c.execute(text(f"SELECT id, next_run_time FROM {JOBS_TABLE}")).all()
+    except SQLAlchemyError:
         return {}
+    finally:
+        engine.dispose()
     return {job_id: datetime.fromtimestamp(ts, timezone.utc) for job_id, ts in rows if ts is not None}
 
 

@@ -113,9 +113,8 @@ def fsck(root: Path, index: Index, repair: bool = False) -> FsckReport:
     report.records_without_row = [r for rid, r in records.items() if rid not in referenced]
     if repair:
         for row in report.rows_without_record:
-            index.conn.execute("DELETE FROM captures WHERE id = ?", (row.id,))
             report.repaired.append(f"dropped row {row.id} ({row.url}): its record is not in {row.warc_file}")
-        index.conn.commit()
+        index.delete_captures([row.id for row in report.rows_without_record if row.id is not None])
         for rec in report.records_without_row:
             meta = metadata.get(rec.record_id, {})
             topics = [t.strip() for t in meta.get("topics", "").split(",") if t.strip()]

@@ -1,93 +1,41 @@
-"""The provenance index: SQLite in WAL mode at the storage root.
+"""The provenance index: SQLite at the storage root (default) or PostgreSQL (`index.url`).
 
 One row per capture attempt: what was fetched, when, why (which document led to it and which
 terms matched where), and where its records are (WARC file, gzip member offset and length,
 record ids, digests). Rows naming WARC records are inserted only after those records were
 flushed (see crawl.py), so a row never points at bytes that are not on disk.
+
+Both databases go through one code path (SQLAlchemy Core, tables in schema.py) and one set
+of migrations (Alembic, archiver/migrations), run when a writer finds the schema behind.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import sqlite3
-from datetime import datetime
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
-from . import faults
+from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select, text, update
+from sqlalchemy.engine import RowMapping, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import QueuePool
+
+from . import faults, schema
 from .errors import StorageError
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.sqlite3"
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS passes (
-    id INTEGER PRIMARY KEY,
-    outlet TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    ended_at TEXT,
-    software TEXT NOT NULL,
-    config_sha256 TEXT NOT NULL,
-    counts TEXT,
-    error TEXT
-);
-CREATE TABLE IF NOT EXISTS captures (
-    id INTEGER PRIMARY KEY,
-    pass_id INTEGER REFERENCES passes(id),
-    outlet TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    state TEXT NOT NULL,
-    url TEXT NOT NULL,
-    final_url TEXT,
-    status INTEGER,
-    fetched_at TEXT NOT NULL,
-    discovered_via_url TEXT,
-    discovered_via_record_id TEXT,
-    topics TEXT NOT NULL DEFAULT '[]',
-    matched TEXT NOT NULL DEFAULT '{}',
-    warc_file TEXT,
-    warc_offset INTEGER,
-    warc_length INTEGER,
-    warc_record_id TEXT,
-    request_record_id TEXT,
-    conversion_record_id TEXT,
-    metadata_record_id TEXT,
-    redirect_record_ids TEXT NOT NULL DEFAULT '[]',
-    payload_digest TEXT,
-    content_type TEXT,
-    truncated TEXT,
-    ip_address TEXT,
-    title TEXT,
-    byline TEXT,
-    published TEXT,
-    language TEXT,
-    text_path TEXT,
-    text_sha256 TEXT,
-    page_text_path TEXT,
-    page_text_sha256 TEXT,
-    extractor TEXT,
-    extractor_version TEXT,
-    renderer TEXT,
-    error TEXT,
-    etag TEXT,
-    last_modified TEXT,
-    previous_capture_id INTEGER,
-    revisit_of TEXT
-);
-CREATE INDEX IF NOT EXISTS captures_url ON captures(url);
-CREATE INDEX IF NOT EXISTS captures_final_url ON captures(final_url);
-CREATE INDEX IF NOT EXISTS captures_outlet_kind ON captures(outlet, kind, state);
-CREATE INDEX IF NOT EXISTS captures_record ON captures(warc_record_id);
-"""
-# columns added after version 1, in order; ALTER TABLE brings older indexes up to date
-_ADDED_COLUMNS = [("etag", "TEXT"), ("last_modified", "TEXT"), ("previous_capture_id", "INTEGER"),
-                  ("revisit_of", "TEXT")]
+# columns older single-machine indexes may lack; added before the baseline is stamped
+_LEGACY_COLUMNS = [("etag", "TEXT"), ("last_modified", "TEXT"), ("previous_capture_id", "INTEGER"),
+                   ("revisit_of", "TEXT")]
 
 # states
 ARCHIVED = "archived"  # kept, records in a WARC
@@ -147,45 +95,73 @@ class CaptureRow:
 
 _JSON_FIELDS = ("topics", "matched", "redirect_record_ids")
 _COLUMNS = [f.name for f in fields(CaptureRow) if f.name != "id"]
+_KEPT = (ARCHIVED, UNCHANGED, NOT_MODIFIED)
+
+
+def index_url(storage_root: Path, url: str | None) -> str:
+    """The database URL: `url` as configured, else the SQLite file at the storage root.
+    `postgresql://` means psycopg (version 3), the driver archiver installs."""
+    if not url:
+        return f"sqlite:///{storage_root / INDEX_FILE}"
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise StorageError(f"index.url {url!r} is not a database URL (sqlite:///PATH or "
+                           f"postgresql://USER:PASSWORD@HOST/DB)") from None
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    elif u.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StorageError(f"index.url {u.render_as_string(hide_password=True)!r}: only sqlite and "
+                           f"postgresql are supported")
+    return u.render_as_string(hide_password=False)
+
+
+def display_url(url: str) -> str:
+    """A URL fit for logs and messages: the password hidden, a SQLite file shown as its path."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        return u.database or ":memory:"
+    return u.render_as_string(hide_password=True)
 
 
 class Index:
     """Open with `Index.open(storage_root)`; use as a context manager or call close()."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path):
-        self.conn = conn
-        self.path = path
+    def __init__(self, engine: Engine, url: str, readonly: bool):
+        self.engine = engine
+        self.url = url
+        self.path = display_url(url)  # what messages name
+        self.readonly = readonly
+        self.dialect = engine.dialect.name
 
     @classmethod
-    def open(cls, storage_root: Path, readonly: bool = False) -> "Index":
-        path = storage_root / INDEX_FILE
+    def open(cls, storage_root: Path, readonly: bool = False, url: str | None = None) -> "Index":
+        full = index_url(storage_root, url)
+        where = display_url(full)
+        sqlite_path = Path(make_url(full).database or "") if full.startswith("sqlite") else None
         try:
-            if readonly:
-                if not path.exists():
-                    raise StorageError(f"no index at {path}: nothing has been archived under this storage root yet")
-                conn = _open_readonly(path)
+            if sqlite_path is not None:
+                if readonly and not sqlite_path.exists():
+                    raise StorageError(f"no index at {sqlite_path}: nothing has been archived under this "
+                                       f"storage root yet")
+                if not readonly:
+                    sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+                engine = _sqlite_engine(sqlite_path, readonly)
             else:
-                storage_root.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(path, timeout=30)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.executescript(_SCHEMA)
-                have = {r[1] for r in conn.execute("PRAGMA table_info(captures)")}
-                for name, typ in _ADDED_COLUMNS:
-                    if name not in have:
-                        conn.execute(f"ALTER TABLE captures ADD COLUMN {name} {typ}")
-                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
-                             (str(SCHEMA_VERSION),))
-                conn.commit()
-        except sqlite3.Error as e:
-            raise StorageError(f"cannot open index {path}: {e}") from None
+                engine = create_engine(full, pool_pre_ping=True, pool_size=4, max_overflow=8,
+                                       isolation_level="AUTOCOMMIT" if readonly else "READ COMMITTED")
+            if not readonly:
+                migrate(engine, sqlite_path)
+            elif not inspect(engine).has_table("captures"):
+                raise StorageError(f"no index at {where}: nothing has been archived there yet")
+        except SQLAlchemyError as e:
+            raise StorageError(f"cannot open index {where}: {_reason(e)}") from None
         except OSError as e:
             raise StorageError(f"cannot create storage root {storage_root}: {e.strerror}") from None
-        conn.row_factory = sqlite3.Row
-        return cls(conn, path)
+        return cls(engine, full, readonly)
 
     def close(self) -> None:
-        self.conn.close()
+        self.engine.dispose()
 
     def __enter__(self) -> "Index":
         return self
@@ -193,70 +169,110 @@ class Index:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    # ------------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def transaction(self, crash_point: bool = False) -> Iterator[Connection]:
+        """One transaction; a failure (disk full, lost server) leaves nothing half done."""
+        try:
+            with self.engine.begin() as c:
+                yield c
+                if crash_point:
+                    faults.reached("index-commit")
+        except SQLAlchemyError as e:
+            reason = _reason(e)
+            full = " (the disk is full or a file size limit was reached)" if "full" in reason else ""
+            raise StorageError(f"cannot write index {self.path}: {reason}{full}") from None
+
+    def rows(self, sql: str, **params: Any) -> list[RowMapping]:
+        """A read-only query (named :params) as a list of mappings."""
+        try:
+            with self.engine.connect() as c:
+                return list(c.execute(text(sql), params).mappings())
+        except SQLAlchemyError as e:
+            raise StorageError(f"cannot read index {self.path}: {_reason(e)}") from None
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        try:
+            with self.engine.connect() as c:
+                return c.execute(text(sql), params).scalar()
+        except SQLAlchemyError as e:
+            raise StorageError(f"cannot read index {self.path}: {_reason(e)}") from None
+
     # ------------------------------------------------------------------ passes
 
     def start_pass(self, outlet: str, started_at: str, software: str, config_sha256: str) -> int:
-        return self._commit("INSERT INTO passes(outlet, started_at, software, config_sha256) VALUES (?, ?, ?, ?)",
-                            (outlet, started_at, software, config_sha256))
+        with self.transaction() as c:
+            return c.execute(insert(schema.passes).values(
+                outlet=outlet, started_at=started_at, software=software, config_sha256=config_sha256)
+                .returning(schema.passes.c.id)).scalar_one()
 
     def finish_pass(self, pass_id: int, ended_at: str, counts: dict[str, int], error: str | None) -> None:
-        self._commit("UPDATE passes SET ended_at = ?, counts = ?, error = ? WHERE id = ?",
-                     (ended_at, json.dumps(counts, sort_keys=True), error, pass_id))
+        with self.transaction() as c:
+            c.execute(update(schema.passes).where(schema.passes.c.id == pass_id).values(
+                ended_at=ended_at, counts=json.dumps(counts, sort_keys=True), error=error))
 
     # ------------------------------------------------------------------ captures
 
-    def add(self, row: CaptureRow) -> int:
-        """Insert and commit one row (its WARC records must already be flushed)."""
-        values = []
+    def add(self, row: CaptureRow, frontier_id: int | None = None) -> int:
+        """Insert and commit one row (its WARC records must already be flushed). With
+        `frontier_id`, that frontier entry is settled by this row in the same transaction."""
+        values = {}
         for name in _COLUMNS:
             v = getattr(row, name)
-            values.append(json.dumps(v, sort_keys=True, ensure_ascii=False) if name in _JSON_FIELDS else v)
-        row.id = self._commit(
-            f"INSERT INTO captures({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", values,
-            crash_point=True)
+            values[name] = json.dumps(v, sort_keys=True, ensure_ascii=False) if name in _JSON_FIELDS else v
+        with self.transaction(crash_point=True) as c:
+            row.id = c.execute(insert(schema.captures).values(values).returning(schema.captures.c.id)).scalar_one()
+            if frontier_id is not None:
+                f = schema.frontier
+                c.execute(update(f).where(f.c.id == frontier_id).values(
+                    state="settled", capture_id=row.id, updated_at=row.fetched_at))
         return row.id
 
     def note_error(self, capture_id: int, error: str) -> None:
         """Why a capture that was archived fine could not be used (a feed that does not parse)."""
-        self._commit("UPDATE captures SET error = ? WHERE id = ?", (error, capture_id))
+        with self.transaction() as c:
+            c.execute(update(schema.captures).where(schema.captures.c.id == capture_id).values(error=error))
 
-    def _commit(self, sql: str, args: Any, crash_point: bool = False) -> int:
-        """One statement in its own transaction; a failure (disk full) leaves nothing half done."""
-        try:
-            cur = self.conn.execute(sql, args)
-            if crash_point:
-                faults.reached("index-commit")
-            self.conn.commit()
-        except sqlite3.Error as e:
-            try:
-                self.conn.rollback()
-            except sqlite3.Error:
-                pass
-            full = " (the disk is full or a file size limit was reached)" if \
-                isinstance(e, sqlite3.OperationalError) and "full" in str(e) else ""
-            raise StorageError(f"cannot write index {self.path}: {e}{full}") from None
-        return cur.lastrowid or 0
+    def delete_captures(self, ids: Sequence[int]) -> None:
+        """Drop rows (fsck and recovery: rows whose records are not on disk)."""
+        if not ids:
+            return
+        cap = schema.captures
+        with self.transaction() as c:
+            for i in range(0, len(ids), 500):
+                c.execute(cap.delete().where(cap.c.id.in_(list(ids[i:i + 500]))))
 
     def known_articles(self, outlet: str) -> set[str]:
         """URLs of this outlet already settled (archived, off topic): not fetched again."""
-        rows = self.conn.execute(
-            "SELECT url, final_url FROM captures WHERE outlet = ? AND kind = 'article' AND state IN (?, ?, ?)",
-            (outlet, ARCHIVED, OFF_TOPIC, DUPLICATE))
-        return {u for r in rows for u in r if u}
+        rows = self.rows("SELECT url, final_url FROM captures WHERE outlet = :o AND kind = 'article' "
+                         "AND state IN (:a, :b, :c)", o=outlet, a=ARCHIVED, b=OFF_TOPIC, c=DUPLICATE)
+        return {u for r in rows for u in (r["url"], r["final_url"]) if u}
 
     def latest(self, url: str, kinds: tuple[str, ...]) -> CaptureRow | None:
         """The newest capture of `url` that has a full response in a WARC (for validators, refetch)."""
-        marks = ", ".join("?" * len(kinds))
-        r = self.conn.execute(
-            f"SELECT * FROM captures WHERE final_url = ? AND kind IN ({marks}) AND state = ? "
-            f"AND warc_file IS NOT NULL ORDER BY id DESC LIMIT 1", (url, *kinds, ARCHIVED)).fetchone()
-        return _row(r) if r is not None else None
+        cap = schema.captures
+        q = (select(cap).where(cap.c.final_url == url, cap.c.kind.in_(kinds), cap.c.state == ARCHIVED,
+                               cap.c.warc_file.is_not(None)).order_by(cap.c.id.desc()).limit(1))
+        return self._one(q)
 
     def last_in_chain(self, url: str) -> CaptureRow | None:
         """The newest article capture of `url` (archived, unchanged or not modified)."""
-        r = self.conn.execute(
-            "SELECT * FROM captures WHERE url = ? AND kind = 'article' AND state IN (?, ?, ?) ORDER BY id DESC LIMIT 1",
-            (url, ARCHIVED, UNCHANGED, NOT_MODIFIED)).fetchone()
+        cap = schema.captures
+        q = (select(cap).where(cap.c.url == url, cap.c.kind == "article", cap.c.state.in_(_KEPT))
+             .order_by(cap.c.id.desc()).limit(1))
+        return self._one(q)
+
+    def get(self, capture_id: int) -> CaptureRow | None:
+        cap = schema.captures
+        return self._one(select(cap).where(cap.c.id == capture_id))
+
+    def _one(self, q: Any) -> CaptureRow | None:
+        try:
+            with self.engine.connect() as c:
+                r = c.execute(q).mappings().first()
+        except SQLAlchemyError as e:
+            raise StorageError(f"cannot read index {self.path}: {_reason(e)}") from None
         return _row(r) if r is not None else None
 
     def due_for_refetch(self, outlet: str, after: list[float], now_iso: str,
@@ -265,12 +281,14 @@ class Index:
         `captured_before`, only articles first captured before then (not in the running pass)."""
         if not after:
             return []
-        rows = self.conn.execute(
-            "SELECT url, MIN(fetched_at), COUNT(*) FROM captures WHERE outlet = ? AND kind = 'article' "
-            "AND state IN (?, ?, ?) GROUP BY url", (outlet, ARCHIVED, UNCHANGED, NOT_MODIFIED))
+        rows = self.rows(
+            "SELECT url, MIN(fetched_at) AS first, COUNT(*) AS n FROM captures WHERE outlet = :o "
+            "AND kind = 'article' AND state IN (:a, :b, :c) GROUP BY url", o=outlet, a=ARCHIVED, b=UNCHANGED,
+            c=NOT_MODIFIED)
         now = datetime.fromisoformat(now_iso.replace("Z", "+00:00"))
         due = []
-        for url, first, count in rows:
+        for r in rows:
+            url, first, count = r["url"], r["first"], r["n"]
             done = count - 1
             if done >= len(after) or (captured_before is not None and first >= captured_before):
                 continue
@@ -280,18 +298,97 @@ class Index:
         return due
 
     def captures(self, outlet: str | None = None, kind: str | None = None,
-                 state: str | None = None) -> Iterator[CaptureRow]:
-        sql = "SELECT * FROM captures"
-        where, args = [], []
+                 state: str | None = None, batch: int = 2000) -> Iterator[CaptureRow]:
+        """Rows in id order, read in batches (a long walk holds no transaction or cursor open)."""
+        cap = schema.captures
+        q = select(cap).order_by(cap.c.id)
         for col, val in (("outlet", outlet), ("kind", kind), ("state", state)):
             if val is not None:
-                where.append(f"{col} = ?")
-                args.append(val)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id"
-        for r in self.conn.execute(sql, args):
-            yield _row(r)
+                q = q.where(cap.c[col] == val)
+        last = 0
+        while True:
+            try:
+                with self.engine.connect() as c:
+                    got = list(c.execute(q.where(cap.c.id > last).limit(batch)).mappings())
+            except SQLAlchemyError as e:
+                raise StorageError(f"cannot read index {self.path}: {_reason(e)}") from None
+            for r in got:
+                yield _row(r)
+            if len(got) < batch:
+                return
+            last = got[-1]["id"]
+
+
+def _reason(e: SQLAlchemyError) -> str:
+    """The driver's own words, without SQLAlchemy's statement dump and link."""
+    orig = getattr(e, "orig", None)
+    return str(orig if orig is not None else e).strip().splitlines()[0]
+
+
+def _sqlite_engine(path: Path, readonly: bool) -> Engine:
+    if readonly:
+        return create_engine("sqlite://", creator=lambda: _open_readonly(path), poolclass=QueuePool)
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: sqlite3.Connection, _: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    return engine
+
+
+def migrate(engine: Engine, sqlite_path: Path | None = None) -> str | None:
+    """Bring the schema to schema.HEAD; returns the revision it was at (None: new database).
+
+    Several processes may open one index at once (workers of a scaled setup): the check and
+    the change run under a lock (PostgreSQL advisory lock, a file lock beside a SQLite file)."""
+    lock_file = None
+    if sqlite_path is not None:
+        lock_file = open(sqlite_path.with_name(sqlite_path.name + ".migrate-lock"), "a")
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+    try:
+        with engine.begin() as c:
+            if engine.dialect.name == "postgresql":
+                c.execute(text("SELECT pg_advisory_xact_lock(7262617263)"))  # any fixed key of ours
+            insp = inspect(c)
+            current = None
+            if insp.has_table("alembic_version"):
+                current = c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            if current == schema.HEAD:
+                return current
+            from alembic import command
+            from alembic.config import Config as AlembicConfig
+
+            cfg = AlembicConfig()
+            cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+            cfg.attributes["connection"] = c
+            if current is None and insp.has_table("captures"):
+                # an index made before migrations existed: bring it to the baseline, then stamp
+                have = {col["name"] for col in insp.get_columns("captures")}
+                for name, typ in _LEGACY_COLUMNS:
+                    if name not in have:
+                        c.execute(text(f"ALTER TABLE captures ADD COLUMN {name} {typ}"))
+                command.stamp(cfg, "0001")
+                current = "0001"
+            log.info("index %s: schema %s -> %s", display_url(str(engine.url)), current or "(new)", schema.HEAD)
+            command.upgrade(cfg, "head")
+            return current
+    finally:
+        if lock_file is not None:
+            lock_file.close()
+
+
+def current_revision(index: Index) -> str | None:
+    try:
+        with index.engine.connect() as c:
+            if not inspect(c).has_table("alembic_version"):
+                return None
+            return c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError as e:
+        raise StorageError(f"cannot read index {index.path}: {_reason(e)}") from None
 
 
 def _open_readonly(path: Path) -> sqlite3.Connection:
@@ -299,17 +396,17 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
     container's read-only volume) cannot be opened normally when no writer has left its -shm
     file; it is then read as an immutable snapshot, which is exact while nothing writes."""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
         conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         return conn
     except sqlite3.OperationalError:
         if os.access(path.parent, os.W_OK):
             raise
     log.info("%s is on read-only storage with no writer: reading it as a snapshot", path)
-    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=30)
+    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=30, check_same_thread=False)
 
 
-def _row(r: sqlite3.Row) -> CaptureRow:
+def _row(r: Any) -> CaptureRow:
     d = dict(r)
     for name in _JSON_FIELDS:
         d[name] = json.loads(d[name]) if d[name] else ([] if name != "matched" else {})

@@ -103,15 +103,13 @@ def repair_storage(storage_root: Path, index: Index | None = None) -> list[Repai
 def drop_dangling_rows(storage_root: Path, index: Index) -> int:
     sizes: dict[str, int] = {}
     doomed: list[int] = []
-    for row_id, warc_file, offset, length in index.conn.execute(
-            "SELECT id, warc_file, warc_offset, warc_length FROM captures WHERE warc_file IS NOT NULL"):
+    for r in index.rows("SELECT id, warc_file, warc_offset, warc_length FROM captures WHERE warc_file IS NOT NULL"):
+        row_id, warc_file, offset, length = r["id"], r["warc_file"], r["warc_offset"], r["warc_length"]
         if warc_file not in sizes:
             p = storage_root / warc_file
             open_p = p.with_name(p.name + OPEN_SUFFIX)
             sizes[warc_file] = p.stat().st_size if p.exists() else (open_p.stat().st_size if open_p.exists() else -1)
         if offset + length > sizes[warc_file]:
             doomed.append(row_id)
-    if doomed:
-        index.conn.executemany("DELETE FROM captures WHERE id = ?", [(i,) for i in doomed])
-        index.conn.commit()
+    index.delete_captures(doomed)
     return len(doomed)

@@ -167,13 +167,13 @@ class SearchIndex:
         last = self.synced_up_to()
         # every capture up to `top` is looked at once, articles or not, so the caller's cheap
         # "anything new?" check (MAX(id) against synced_up_to) does not repeat work
-        top = index.conn.execute("SELECT MAX(id) FROM captures").fetchone()[0] or 0
+        top = index.scalar("SELECT MAX(id) FROM captures") or 0
         added = 0
         while True:
-            rows = index.conn.execute(
+            rows = index.rows(
                 "SELECT id, url, final_url, title, outlet, topics, fetched_at, text_path FROM captures "
-                "WHERE id > ? AND id <= ? AND kind = 'article' AND state = ? AND warc_file IS NOT NULL "
-                "ORDER BY id LIMIT ?", (last, top, ARCHIVED, batch)).fetchall()
+                "WHERE id > :last AND id <= :top AND kind = 'article' AND state = :state AND warc_file IS NOT NULL "
+                "ORDER BY id LIMIT :n", last=last, top=top, state=ARCHIVED, n=batch)
             if not rows:
                 break
             docs, fts, topics = [], [], []

@@ -50,3 +50,29 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
     """Run the installed `archiver` entry point the way a user does."""
     exe = Path(sys.executable).with_name("archiver")
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _service(kind: str):
+    """A real server for the scale-out tests; missing ones skip, or fail under .ci/run."""
+    import os
+
+    from .services import Postgres, Redis, postgres_bin, redis_bin
+
+    have = postgres_bin() if kind == "postgres" else redis_bin()
+    if have is None:
+        if os.environ.get("ARCHIVER_REQUIRE_SERVICES"):
+            pytest.fail(f"{kind} is not installed (.ci/run installs it from Debian)")
+        pytest.skip(f"needs {kind} (apt-get install {'postgresql' if kind == 'postgres' else 'redis-server'})")
+    return Postgres() if kind == "postgres" else Redis()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    with _service("postgres") as pg:
+        yield pg
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    with _service("redis") as r:
+        yield r

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from archiver.config import load_config
 from archiver.daemon import next_run_times
 from archiver.demo_site import ON_TOPIC, Article, SampleSite
 
@@ -181,15 +182,16 @@ def test_6_restart_keeps_the_schedule_and_archives_nothing_twice(running):
     cfg.write_text(config_text(site, root, port, every="1h"))
     d2 = Daemon(cfg, d.log).start()  # the interval changed: rescheduled one hour ahead
     wait_for("healthz", lambda: health(port) == 200)
-    wait_for("the new interval in the job store", lambda: next_run_times(root).get("harbor-times") and
-             next_run_times(root)["harbor-times"].timestamp() > time.time() + 3000)
-    planned = next_run_times(root)["harbor-times"]
+    loaded = load_config(cfg)
+    wait_for("the new interval in the job store", lambda: next_run_times(loaded).get("harbor-times") and
+             next_run_times(loaded)["harbor-times"].timestamp() > time.time() + 3000)
+    planned = next_run_times(loaded)["harbor-times"]
     before = sum(archived(root).values())
     assert d2.stop() == 0
     d3 = Daemon(cfg, d.log).start()
     wait_for("healthz after restart", lambda: health(port) == 200)
     time.sleep(1.5)
-    assert next_run_times(root)["harbor-times"] == planned  # the restart did not reset the schedule
+    assert next_run_times(loaded)["harbor-times"] == planned  # the restart did not reset the schedule
     assert d3.stop() == 0
     assert sum(archived(root).values()) == before
 

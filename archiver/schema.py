@@ -1,0 +1,127 @@
+"""The index's tables, one definition for SQLite and PostgreSQL (SQLAlchemy Core).
+
+Migrations (archiver/migrations, Alembic) create and change these tables; this module is
+what the code reads and writes through. A change here goes with a new migration.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Table, Text, UniqueConstraint
+
+# the newest migration; an index at this revision needs no Alembic run (Alembic is imported
+# only to change a schema, which keeps every process that merely opens the index small)
+HEAD = "0002"
+
+# SQLite's rowid alias must be declared INTEGER; PostgreSQL gets 64-bit keys
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+meta = Table("meta", metadata,
+             Column("key", Text, primary_key=True),
+             Column("value", Text, nullable=False))
+
+passes = Table(
+    "passes", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("outlet", Text, nullable=False),
+    Column("started_at", Text, nullable=False),
+    Column("ended_at", Text),
+    Column("software", Text, nullable=False),
+    Column("config_sha256", Text, nullable=False),
+    Column("counts", Text),
+    Column("error", Text),
+)
+
+captures = Table(
+    "captures", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("pass_id", Id),
+    Column("outlet", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("final_url", Text),
+    Column("status", Integer),
+    Column("fetched_at", Text, nullable=False),
+    Column("discovered_via_url", Text),
+    Column("discovered_via_record_id", Text),
+    Column("topics", Text, nullable=False, server_default="[]"),
+    Column("matched", Text, nullable=False, server_default="{}"),
+    Column("warc_file", Text),
+    Column("warc_offset", BigInteger),
+    Column("warc_length", BigInteger),
+    Column("warc_record_id", Text),
+    Column("request_record_id", Text),
+    Column("conversion_record_id", Text),
+    Column("metadata_record_id", Text),
+    Column("redirect_record_ids", Text, nullable=False, server_default="[]"),
+    Column("payload_digest", Text),
+    Column("content_type", Text),
+    Column("truncated", Text),
+    Column("ip_address", Text),
+    Column("title", Text),
+    Column("byline", Text),
+    Column("published", Text),
+    Column("language", Text),
+    Column("text_path", Text),
+    Column("text_sha256", Text),
+    Column("page_text_path", Text),
+    Column("page_text_sha256", Text),
+    Column("extractor", Text),
+    Column("extractor_version", Text),
+    Column("renderer", Text),
+    Column("error", Text),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("previous_capture_id", Id),
+    Column("revisit_of", Text),
+)
+Index("captures_url", captures.c.url)
+Index("captures_final_url", captures.c.final_url)
+Index("captures_outlet_kind", captures.c.outlet, captures.c.kind, captures.c.state)
+Index("captures_record", captures.c.warc_record_id)
+
+# Where each WARC file lives. Single-machine archives need no row here (a file named in
+# captures.warc_file is under <storage root>/warc); a worker of a scaled setup records its
+# files when it opens them (location: its spool) and again once they are shipped.
+warc_files = Table(
+    "warc_files", metadata,
+    Column("name", Text, primary_key=True),
+    Column("worker", Text, nullable=False),
+    Column("location", Text, nullable=False),  # file:///..., s3://bucket/key
+    Column("state", Text, nullable=False),  # open | closed | shipped
+    Column("size", BigInteger),
+    Column("sha256", Text),
+    Column("updated_at", Text, nullable=False),
+)
+
+# The shared frontier of a scaled setup: every candidate article once per outlet. A row is
+# settled in the same transaction as the capture row its fetch produced, so a task redone
+# after a worker died finds it settled, or does it again from the start.
+frontier = Table(
+    "frontier", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("outlet", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("pass_id", Id, nullable=False),
+    Column("via_url", Text, nullable=False),
+    Column("via_kind", Text, nullable=False),
+    Column("via_record_id", Text),
+    Column("title", Text),
+    Column("summary", Text),
+    Column("state", Text, nullable=False),  # queued | fetching | settled
+    Column("worker", Text),
+    Column("capture_id", Id),
+    Column("updated_at", Text, nullable=False),
+    UniqueConstraint("outlet", "url", name="frontier_outlet_url"),
+)
+Index("frontier_pass_state", frontier.c.pass_id, frontier.c.state)
+
+# Final URLs being kept in a scaled setup: two candidates that redirect to one page, fetched
+# by two workers at once, give one capture (the single process keeps this set in memory).
+claims = Table(
+    "claims", metadata,
+    Column("final_url", Text, primary_key=True),
+    Column("frontier_id", Id, nullable=False),
+)

@@ -1,0 +1,95 @@
+"""The index on SQLite and on PostgreSQL: one schema through migrations, the same answers."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from archiver.config import load_config
+from archiver.crawl import run_pass
+from archiver.index import ARCHIVED, CaptureRow, Index, current_revision
+from archiver.schema import HEAD
+
+from .conftest import write_config
+
+
+def _row(url: str, state: str = ARCHIVED) -> CaptureRow:
+    return CaptureRow(outlet="o", kind="article", state=state, url=url, fetched_at="2026-01-01T00:00:00.000000Z",
+                      topics=["t"], matched={"blinken": ["body"]}, warc_file="a.warc.gz", warc_offset=0, warc_length=10)
+
+
+def test_an_index_from_before_migrations_is_brought_up_to_date_with_its_rows(tmp_path: Path):
+    # the first schema single-machine archives were written with, as its CREATE statements had it
+    conn = sqlite3.connect(tmp_path / "index.sqlite3")
+    conn.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE passes (id INTEGER PRIMARY KEY, outlet TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT,
+            software TEXT NOT NULL, config_sha256 TEXT NOT NULL, counts TEXT, error TEXT);
+        CREATE TABLE captures (id INTEGER PRIMARY KEY, pass_id INTEGER, outlet TEXT NOT NULL, kind TEXT NOT NULL,
+            state TEXT NOT NULL, url TEXT NOT NULL, final_url TEXT, status INTEGER, fetched_at TEXT NOT NULL,
+            discovered_via_url TEXT, discovered_via_record_id TEXT, topics TEXT NOT NULL DEFAULT '[]',
+            matched TEXT NOT NULL DEFAULT '{}', warc_file TEXT, warc_offset INTEGER, warc_length INTEGER,
+            warc_record_id TEXT, request_record_id TEXT, conversion_record_id TEXT, metadata_record_id TEXT,
+            redirect_record_ids TEXT NOT NULL DEFAULT '[]', payload_digest TEXT, content_type TEXT, truncated TEXT,
+            ip_address TEXT, title TEXT, byline TEXT, published TEXT, language TEXT, text_path TEXT, text_sha256 TEXT,
+            page_text_path TEXT, page_text_sha256 TEXT, extractor TEXT, extractor_version TEXT, renderer TEXT,
+            error TEXT);
+        INSERT INTO captures(outlet, kind, state, url, final_url, fetched_at, topics)
+            VALUES ('o', 'article', 'archived', 'http://x/1', 'http://x/1', '2025-01-01T00:00:00Z', '["t"]');
+    """)
+    conn.commit()
+    conn.close()
+    with Index.open(tmp_path) as idx:
+        assert current_revision(idx) == HEAD
+        old = list(idx.captures())
+        assert [r.url for r in old] == ["http://x/1"] and old[0].topics == ["t"] and old[0].etag is None
+        idx.add(_row("http://x/2"))
+        assert idx.known_articles("o") == {"http://x/1", "http://x/2"}
+    with Index.open(tmp_path, readonly=True) as idx:
+        assert [r.url for r in idx.captures()] == ["http://x/1", "http://x/2"]
+
+
+def test_a_bad_index_url_is_named_without_its_password(tmp_path: Path):
+    from archiver.errors import StorageError
+
+    with pytest.raises(StorageError) as e:
+        Index.open(tmp_path, url="postgresql://archiver:s3cret@127.0.0.1:1/archiver")
+    assert "s3cret" not in str(e.value) and "127.0.0.1:1" in str(e.value)
+
+
+def test_postgres_and_sqlite_indexes_answer_alike(postgres, tmp_path: Path):
+    url = postgres.new_database()
+    answers = []
+    for where in (None, url):
+        with Index.open(tmp_path / ("pg" if where else "lite"), url=where) as idx:
+            assert current_revision(idx) == HEAD
+            pid = idx.start_pass("o", "2026-01-01T00:00:00Z", "archiver/test", "0" * 64)
+            ids = [idx.add(_row(f"http://x/{i}")) for i in range(3)]
+            idx.finish_pass(pid, "2026-01-01T00:01:00Z", {"archived": 3}, None)
+            idx.delete_captures(ids[:1])
+            answers.append((ids[1] - ids[0], idx.known_articles("o"), [(r.url, r.matched) for r in idx.captures()],
+                            idx.latest("http://x/2", ("article",)) is None,
+                            idx.rows("SELECT counts FROM passes")[0]["counts"]))
+    assert answers[0] == answers[1]
+    # a second writer on a database already at the newest schema changes nothing
+    with Index.open(tmp_path, url=url) as idx:
+        assert len(list(idx.captures())) == 2
+    assert postgres.psql("SELECT version_num FROM alembic_version", url.rsplit("/", 1)[1]).strip() == HEAD
+
+
+def test_a_pass_writes_its_provenance_to_postgres(postgres, site, tmp_path: Path):
+    url = postgres.new_database()
+    path = write_config(site, tmp_path / "archive")
+    path.write_text(path.read_text().replace("storage:\n", f"index:\n  url: {url}\nstorage:\n", 1))
+    cfg = load_config(path)
+    assert cfg.config.index.url == url
+    result = asyncio.run(run_pass(cfg))
+    assert sum(s.archived for s in result.outlets) > 0
+    assert not (tmp_path / "archive" / "index.sqlite3").exists()  # nothing went to SQLite
+    with Index.open(cfg.storage_root, readonly=True, url=url) as idx:
+        kept = [r for r in idx.captures(kind="article", state=ARCHIVED)]
+    assert len(kept) == sum(s.archived for s in result.outlets)
+    assert all(r.warc_file and (cfg.storage_root / r.warc_file).exists() for r in kept)
