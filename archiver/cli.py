@@ -1,4 +1,4 @@
-"""Command line: `archiver crawl | run | status | captures | dump | verify | extract | serve | export | fsck | migrate | check-config | demo`.
+"""Command line: `archiver crawl | run | status | captures | dump | verify | extract | serve | export | fsck | migrate | scheduler | worker | check-config | demo`.
 
 Exit codes: 0 done (individual fetch failures are reported, not fatal), 1 the command could
 not run (storage not writable, index unreadable, ...), 2 bad config or usage.
@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -286,6 +287,64 @@ def _selection_options(f):
     ]):
         f = opt(f)
     return f
+
+
+@main.command("scheduler")
+@click.option("--config", "-c", "config", required=True, type=click.Path(dir_okay=False), help="YAML config file")
+@click.option("--once", is_flag=True, help="one pass of every outlet, wait until all are done, then exit")
+@click.option("--outlet", "outlets", multiple=True, help="with --once: only this outlet (repeatable)")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+@click.option("-v", "--verbose", count=True, help="debug logging with -v")
+def scheduler_cmd(config: str, once: bool, outlets: tuple[str, ...], log_format: str | None, verbose: int) -> None:
+    """Scaled setup: start outlet passes on their schedules for `archiver worker`s to do (needs scale.broker)."""
+    from .scheduler import run_scheduler
+
+    cfg = _load(config)
+    _setup_logging(2 if verbose else 0, log_format or cfg.config.daemon.log_format, base=logging.INFO)
+    last = [0.0]
+
+    def progress(passes: int, rows: int) -> None:
+        if time.monotonic() - last[0] >= 5:
+            last[0] = time.monotonic()
+            logging.getLogger("archiver").info("%d passes open, %d candidates not settled", passes, rows)
+
+    try:
+        started = run_scheduler(cfg, once, list(outlets) or None, progress)
+    except ArchiverError as e:
+        click.echo(f"archiver: {e}", err=True)
+        sys.exit(1)
+    if once:
+        with _open_index(cfg) as index:
+            t = Table(title="passes", title_justify="left")
+            for c in ("outlet", "pass", "discovered", "archived", "off topic", "failed", "duplicate", "error"):
+                t.add_column(c, overflow="fold")
+            for pid in started:
+                r = index.rows("SELECT * FROM passes WHERE id = :i", i=pid)[0]
+                n = json.loads(r["counts"] or "{}")
+                t.add_row(r["outlet"], str(pid), str(n.get("discovered", "")), str(n.get("archived", "")),
+                          str(n.get("off_topic", "")), str(n.get("failed", "")), str(n.get("duplicate", "")),
+                          (r["error"] or "")[:120])
+            out_console.print(t)
+
+
+@main.command("worker")
+@click.option("--config", "-c", "config", required=True, type=click.Path(dir_okay=False), help="YAML config file")
+@click.option("--name", default=None, help="worker name, in its WARC file names (default: ARCHIVER_WORKER_NAME or the host name)")
+@click.option("--threads", type=int, default=None, help="tasks at once (default: scale.worker_threads or fetch.concurrency)")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+@click.option("-v", "--verbose", count=True, help="debug logging with -v")
+def worker_cmd(config: str, name: str | None, threads: int | None, log_format: str | None, verbose: int) -> None:
+    """Scaled setup: do the passes and fetches the scheduler sends, until SIGTERM/SIGINT."""
+    from .worker import run_worker
+
+    cfg = _load(config)
+    _setup_logging(2 if verbose else 0, log_format or cfg.config.daemon.log_format, base=logging.INFO)
+    try:
+        code = run_worker(cfg, name, threads)
+    except ArchiverError as e:
+        logging.getLogger("archiver").error("the worker could not start: %s", e)
+        code = 1
+    sys.exit(code)
 
 
 @main.command("dump")

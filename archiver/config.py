@@ -99,6 +99,21 @@ class IndexSettings(_Model):
         return v
 
 
+class ScaleSettings(_Model):
+    """A scaled setup (`archiver scheduler` + `archiver worker`); unused by `archiver run`."""
+
+    broker: str | None = None  # redis://HOST:PORT/DB
+    requeue_after: float = Field(60.0, ge=2)  # seconds of silence before a worker counts as dead
+    worker_threads: int | None = Field(None, ge=1, le=256)  # tasks a worker runs at once; default fetch.concurrency
+
+    @field_validator("broker")
+    @classmethod
+    def _redis(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^rediss?://", v):
+            raise ValueError("must be redis://HOST:PORT/DB")
+        return v
+
+
 class FetchSettings(_Model):
     user_agent: str = "archiver/0.1 (news archiving; operator contact not configured)"
     concurrency: int = Field(16, ge=1, le=1024)
@@ -229,7 +244,7 @@ class Schedule(_Model):
 _MANAGED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "accept-encoding",
                     "user-agent", "if-none-match", "if-modified-since", "upgrade", "te", "cookie"}
 # config keys whose values are secrets: never echoed back in problems
-SECRET_KEYS = ("headers", "cookies", "url")  # index.url may carry a database password
+SECRET_KEYS = ("headers", "cookies", "url", "broker")  # index.url, scale.broker may carry passwords
 
 
 class Outlet(_Model):
@@ -320,6 +335,7 @@ class Outlet(_Model):
 class Config(_Model):
     storage: StorageSettings = StorageSettings()
     index: IndexSettings = IndexSettings()
+    scale: ScaleSettings = ScaleSettings()
     fetch: FetchSettings = FetchSettings()
     discover: DiscoverSettings = DiscoverSettings()
     extract: ExtractSettings = ExtractSettings()
@@ -471,6 +487,7 @@ def load_config(path: str | Path) -> LoadedConfig:
 ENV_OVERRIDES = {
     "ARCHIVER_STORAGE_ROOT": ("storage", "root"),
     "ARCHIVER_INDEX_URL": ("index", "url"),
+    "ARCHIVER_BROKER_URL": ("scale", "broker"),
     "ARCHIVER_LISTEN": ("daemon", "listen"),
     "ARCHIVER_LOG_FORMAT": ("daemon", "log_format"),
 }

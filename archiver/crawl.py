@@ -222,7 +222,7 @@ class Pass:
             row.content_type = final.content_type or None
         if via is not None:
             row.discovered_via_url, row.discovered_via_record_id = via.via_url, via.via_record_id
-        self.index.add(row)
+        self.index.add(row, frontier_id=via.frontier_id if via is not None and kind == "article" else None)
 
     # ------------------------------------------------------------------ discovery
 
@@ -468,7 +468,7 @@ class Pass:
             log.warning("%s: %s: %s", name, final.url, e)
             return
         # checked after the last await: from here to the index row nothing else runs
-        if final.url in stats.archived_urls:
+        if self._kept_already(final.url, c, stats):
             self._fail(c.url, name, "article", pass_id, DUPLICATE,
                        f"same page as {final.url}, already archived in this pass", via=c, final=final)
             return
@@ -495,8 +495,10 @@ class Pass:
               previous: CaptureRow | None = None) -> None:
         final = result.final
         assert final is not None
-        if not blocked:
-            stats.archived_urls.add(final.url)
+        if not blocked and not self._claim(final.url, c, stats):
+            self._fail(c.url, outlet, "article", pass_id, DUPLICATE,
+                       f"same page as {final.url}, being archived from another candidate", via=c, final=final)
+            return
         redirect_ids = []
         for hop in result.hops[:-1]:
             _, hop_ref = self._archive(hop)
@@ -542,7 +544,7 @@ class Pass:
             extractor=ex.extractor, extractor_version=ex.extractor_version, renderer=ex.renderer,
             error=f"blocked: {blocked}" if blocked else None,
             previous_capture_id=previous.id if previous is not None else None)
-        self.index.add(row)
+        self.index.add(row, frontier_id=c.frontier_id)
         if blocked:
             stats.blocked += 1
             log.warning("%s: %s served a block page (%s); kept as evidence, will retry", outlet, final.url, blocked)
@@ -550,6 +552,17 @@ class Pass:
             stats.updated += 1
         else:
             stats.archived += 1
+
+    def _kept_already(self, final_url: str, c: Candidate, stats: OutletStats) -> bool:
+        """Was this page kept in this pass from another candidate (a redirect to it)?"""
+        return final_url in stats.archived_urls
+
+    def _claim(self, final_url: str, c: Candidate, stats: OutletStats) -> bool:
+        """Take the page for this candidate; False when another candidate has it already."""
+        if final_url in stats.archived_urls:
+            return False
+        stats.archived_urls.add(final_url)
+        return True
 
     # ------------------------------------------------------------------ outlet pass
 

@@ -35,6 +35,7 @@ class Candidate:
     title: str = ""
     summary: str = ""
     published: str = ""
+    frontier_id: int | None = None  # its row in a scaled setup's shared frontier
 
 
 @dataclass

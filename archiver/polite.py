@@ -8,7 +8,7 @@ import time
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import AsyncIterator
+from typing import AsyncIterator, Protocol
 
 from .errors import FetchError
 
@@ -57,6 +57,18 @@ class Ticket:
             self._places.release()
 
 
+class SharedTurns(Protocol):
+    """Request starts to a host across every process of a scaled setup (see hostturns.py)."""
+
+    async def wait_turn(self, host: str, gap: float) -> int:
+        """Wait for this process's next turn at `host`; returns the turn's start (shared clock)."""
+        ...
+
+    async def on_time(self, turn: int) -> bool:
+        """Is it still early enough to use a turn (a late start could crowd the next one)?"""
+        ...
+
+
 class HostGate:
     """Requests to one host wait here; the gap is max(configured delay, robots Crawl-delay).
 
@@ -67,7 +79,9 @@ class HostGate:
     neither a wait for a global slot nor a busy event loop squeezes two requests together.
     """
 
-    def __init__(self, concurrency: int, delay: float):
+    def __init__(self, concurrency: int, delay: float, host: str = "", shared: SharedTurns | None = None):
+        self.host = host
+        self.shared = shared
         self._sem = asyncio.Semaphore(concurrency)
         self._lock = asyncio.Lock()
         self._last_start = float("-inf")
@@ -106,9 +120,17 @@ class HostGate:
                     if wait <= 0:
                         break
                     await asyncio.sleep(wait)
+                turn = None
+                if self.shared is not None and self.delay > 0:
+                    # other workers' requests to this host count too: a turn is reserved in the
+                    # shared store, after every turn given out before it
+                    turn = await self.shared.wait_turn(self.host, self.delay)
                 if ticket is not None:
                     await ticket.take()
                 await global_slots.acquire()
+                # waiting for a place or a slot may have made the turn stale: take a fresh one
+                while turn is not None and self.shared is not None and not await self.shared.on_time(turn):
+                    turn = await self.shared.wait_turn(self.host, self.delay)
                 self._last_start = time.monotonic()
             try:
                 yield
@@ -117,15 +139,16 @@ class HostGate:
 
 
 class Gates:
-    def __init__(self, concurrency: int, delay: float):
+    def __init__(self, concurrency: int, delay: float, shared: SharedTurns | None = None):
         self._concurrency = concurrency
         self._delay = delay
         self._gates: dict[str, HostGate] = {}
+        self.shared = shared
 
     def get(self, host: str) -> HostGate:
         gate = self._gates.get(host)
         if gate is None:
-            gate = self._gates[host] = HostGate(self._concurrency, self._delay)
+            gate = self._gates[host] = HostGate(self._concurrency, self._delay, host, self.shared)
         return gate
 
     def set_min_delay(self, host: str, delay: float) -> None:

@@ -89,22 +89,26 @@ def repair_open_warc(path: Path) -> RepairReport:
     return RepairReport(final, records, good_end, size - good_end)
 
 
-def repair_storage(storage_root: Path, index: Index | None = None) -> list[RepairReport]:
-    """Repair every `.open` WARC under the storage root; then drop index rows pointing past a file."""
-    reports = [repair_open_warc(p) for p in sorted((storage_root / "warc").glob(f"*{OPEN_SUFFIX}"))]
+def repair_storage(storage_root: Path, index: Index | None = None, only_prefix: str = "") -> list[RepairReport]:
+    """Repair every `.open` WARC under the storage root; then drop index rows pointing past a file.
+    With `only_prefix` (a worker of a scaled setup), only files named so are this root's:
+    rows naming other workers' files are left alone."""
+    reports = [repair_open_warc(p) for p in sorted((storage_root / "warc").glob(f"{only_prefix}*{OPEN_SUFFIX}"))]
     if index is not None:
-        dropped = drop_dangling_rows(storage_root, index)
+        dropped = drop_dangling_rows(storage_root, index, only_prefix)
         if dropped:
             log.warning("dropped %d index rows pointing at records that are not on disk; "
                         "their URLs will be fetched again", dropped)
     return reports
 
 
-def drop_dangling_rows(storage_root: Path, index: Index) -> int:
+def drop_dangling_rows(storage_root: Path, index: Index, only_prefix: str = "") -> int:
     sizes: dict[str, int] = {}
     doomed: list[int] = []
     for r in index.rows("SELECT id, warc_file, warc_offset, warc_length FROM captures WHERE warc_file IS NOT NULL"):
         row_id, warc_file, offset, length = r["id"], r["warc_file"], r["warc_offset"], r["warc_length"]
+        if not warc_file.startswith(f"warc/{only_prefix}"):
+            continue
         if warc_file not in sizes:
             p = storage_root / warc_file
             open_p = p.with_name(p.name + OPEN_SUFFIX)

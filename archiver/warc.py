@@ -22,7 +22,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO, Callable, Iterable
 
 from warcio.archiveiterator import ArchiveIterator
 
@@ -77,6 +77,7 @@ class WarcWriter:
         self._name: str | None = None
         self._warcinfo_id: str | None = None
         self.closed_files: list[str] = []
+        self.on_close: Callable[[Path], None] | None = None  # told of every file closed (scaled setups)
         self.bytes_written = 0
         self.last_write = 0.0  # time.monotonic() of the last record
 
@@ -160,6 +161,8 @@ class WarcWriter:
         except OSError as e:
             raise StorageError(f"cannot close WARC file {self.directory / name}: {os_reason(e)}") from None
         self.closed_files.append(f"{self.subdir}/{name}")
+        if self.on_close is not None:
+            self.on_close(self.directory / name)
 
     # ------------------------------------------------------------------ records
 

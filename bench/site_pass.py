@@ -71,15 +71,15 @@ outlets:
 """
 
 
-def score(manifest: dict, storage: Path) -> dict:
-    import sqlite3
+def score(manifest: dict, storage: Path, index_url: str | None = None) -> dict:
+    from archiver.index import Index
 
     truth = {a["url"] for a in manifest["articles"] if a["topics"]}
-    conn = sqlite3.connect(storage / "index.sqlite3")
-    archived = {r[0] for r in conn.execute(
-        "SELECT final_url FROM captures WHERE kind = 'article' AND state = 'archived'")}
-    states = dict(conn.execute("SELECT state, COUNT(*) FROM captures WHERE kind = 'article' GROUP BY state"))
-    conn.close()
+    with Index.open(storage, readonly=True, url=index_url) as idx:
+        archived = {r["final_url"] for r in idx.rows(
+            "SELECT final_url FROM captures WHERE kind = 'article' AND state = 'archived'")}
+        states = {r["state"]: r["n"] for r in idx.rows(
+            "SELECT state, COUNT(*) AS n FROM captures WHERE kind = 'article' GROUP BY state")}
     hit = archived & truth
     return {"on_topic_truth": len(truth), "archived": len(archived), "true_positives": len(hit),
             "recall": round(len(hit) / max(1, len(truth)), 4),

@@ -1,0 +1,253 @@
+"""`archiver worker`: one worker process of a scaled setup.
+
+It consumes the broker's discovery and fetch messages (tasks.py) with the same pass code as
+`archiver run` (crawl.Pass), writing to its own spool `<storage root>/spool/<name>/`: WARC
+files named `<prefix>-<name>-<timestamp>-<serial>.warc.gz`, so files of different workers
+never collide and a file tells which worker wrote it (as Heritrix names them). Requests to a
+host are spaced across all workers through turns kept in Redis (hostturns.py). Closed WARC
+files are recorded in the index's `warc_files` table with their location.
+
+All pass code runs on one asyncio loop in a thread of its own; Dramatiq's worker threads
+hand it their tasks and wait for the result, so a task is acknowledged only once its
+capture row is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import socket
+import threading
+from pathlib import Path
+from typing import Any, Coroutine, TypeVar
+
+from sqlalchemy import func, select, update
+
+from . import SOFTWARE, frontier, schema
+from .config import LoadedConfig, Outlet
+from .crawl import OutletStats, Pass, _now
+from .discover import Candidate
+from .errors import ArchiverError, ConfigError, ConfigProblem
+from .hostturns import RedisTurns
+from .index import Index
+from .recover import repair_storage
+from .topics import TopicMatcher
+from .warc import WarcWriter
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
+
+
+def default_worker_name() -> str:
+    """The host name, made fit for a file name: a worker restarted on the same machine takes
+    up its own spool (and repairs the file it left open)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).strip("-.") or "worker"
+    return name[:40]
+
+
+def spool_root(cfg: LoadedConfig, name: str) -> Path:
+    return cfg.storage_root / "spool" / name
+
+
+class ClusterPass(Pass):
+    """A Pass whose candidates come from the shared frontier, one task at a time."""
+
+    def __init__(self, cfg: LoadedConfig, index: Index, name: str, turns: RedisTurns | None):
+        self.worker_name = name
+        self.spool = spool_root(cfg, name)
+        super().__init__(cfg, index)
+        self.root = self.spool  # WARCs and texts go to this worker's spool
+        self.fetcher.gates.shared = turns
+        self._matchers: dict[str, TopicMatcher] = {}
+        self.broker: Any = None
+
+    def _new_writer(self, cfg: LoadedConfig) -> WarcWriter:
+        w = cfg.config.storage.warc
+        writer = WarcWriter(spool_root(cfg, self.worker_name), f"{w.prefix}-{self.worker_name}", w.rotate_size,
+                            self._warcinfo(cfg), w.compress_level)
+        writer.on_close = self._closed
+        return writer
+
+    def _warcinfo(self, cfg: LoadedConfig) -> dict[str, str]:
+        from .crawl import warcinfo_fields
+
+        return {**warcinfo_fields(cfg), "archiver-worker": self.worker_name}
+
+    def _closed(self, path: Path) -> None:
+        """Record where a closed file lives (a later step ships it to shared storage)."""
+        now = _now()
+        values = {"worker": self.worker_name, "location": path.resolve().as_uri(), "state": "closed",
+                  "size": path.stat().st_size, "updated_at": now}
+        with self.index.transaction() as c:
+            done = c.execute(update(schema.warc_files).where(schema.warc_files.c.name == path.name)
+                             .values(**values)).rowcount
+            if not done:
+                c.execute(schema.warc_files.insert().values(name=path.name, **values))
+
+    def outlet_named(self, name: str) -> Outlet | None:
+        return next((o for o in self.cfg.config.outlets if o.name == name), None)
+
+    def matcher(self, outlet: Outlet) -> TopicMatcher:
+        m = self._matchers.get(outlet.name)
+        if m is None:
+            m = self._matchers[outlet.name] = TopicMatcher(self.cfg.topics_for(outlet))
+        return m
+
+    # ------------------------------------------------------------------ duplicates across workers
+
+    def _kept_already(self, final_url: str, c: Candidate, stats: OutletStats) -> bool:
+        if c.frontier_id is None:
+            return super()._kept_already(final_url, c, stats)
+        owner = frontier.page_owner(self.index, final_url)
+        return owner is not None and owner != c.frontier_id
+
+    def _claim(self, final_url: str, c: Candidate, stats: OutletStats) -> bool:
+        if c.frontier_id is None:
+            return super()._claim(final_url, c, stats)
+        return frontier.claim_page(self.index, final_url, c.frontier_id)
+
+    # ------------------------------------------------------------------ tasks
+
+    async def discover_outlet(self, outlet_name: str, pass_id: int) -> None:
+        from .tasks import send_fetches
+
+        outlet = self.outlet_named(outlet_name)
+        row = self.index.rows("SELECT started_at, counts FROM passes WHERE id = :i", i=pass_id)
+        if outlet is None or not row:
+            log.warning("pass %s of outlet %s: not in this worker's config or index; skipped", pass_id, outlet_name)
+            return
+        if row[0]["counts"] is None:  # not discovered yet (or the worker doing it died)
+            stats = OutletStats(outlet.name)
+            candidates = await self.discover(outlet, pass_id, stats)
+            known = self.index.known_articles(outlet.name)
+            todo = [c for c in candidates if c.url not in known]
+            matcher = self.matcher(outlet)
+            # likely articles first, as in a single-machine pass
+            todo.sort(key=lambda c: not matcher.match({"feed_title": c.title, "feed_summary": c.summary}))
+            frontier.add(self.index, outlet.name, pass_id, todo)
+            await self._refetch_due(outlet, matcher, pass_id, stats, row[0]["started_at"])
+            counts = {"discovered": len(candidates), "skipped_known": len(candidates) - len(todo),
+                      "refetched": stats.refetched, "unchanged": stats.unchanged, "updated": stats.updated}
+            with self.index.transaction() as c:
+                c.execute(update(schema.passes).where(schema.passes.c.id == pass_id).values(
+                    counts=_json(counts), error="; ".join(stats.errors[:5]) or None))
+        # sent again on a redone discovery: a fetch of a settled row does nothing
+        ids = frontier.unsettled(self.index, pass_id)
+        await asyncio.get_running_loop().run_in_executor(None, send_fetches, self.broker, ids)
+        log.info("%s: pass %d: %d candidates to fetch", outlet_name, pass_id, len(ids))
+
+    async def fetch_one(self, frontier_id: int) -> None:
+        got = frontier.claim(self.index, frontier_id, self.worker_name)
+        if got is None:
+            return
+        outlet = self.outlet_named(got.outlet)
+        if outlet is None:
+            frontier.settle_without_capture(self.index, frontier_id)
+            return
+        stats = OutletStats(outlet.name)
+        await self.article(got.candidate, outlet, self.matcher(outlet), got.pass_id, stats)
+        if not frontier.is_settled(self.index, frontier_id):  # every path indexes a row; this is a guard
+            frontier.settle_without_capture(self.index, frontier_id)
+
+
+def _json(d: dict[str, int]) -> str:
+    import json
+
+    return json.dumps(d, sort_keys=True)
+
+
+class WorkerProcess:
+    def __init__(self, cfg: LoadedConfig, name: str, threads: int | None = None):
+        scale = cfg.config.scale
+        if not scale.broker:
+            raise ConfigError([ConfigProblem(str(cfg.path), 0, "scale.broker",
+                                             "a scaled setup needs a broker: set scale.broker or ARCHIVER_BROKER_URL")])
+        if not NAME_RE.match(name):
+            raise ArchiverError(f"worker name {name!r}: use letters, digits, '.', '_' or '-' (at most 40)")
+        self.cfg, self.name = cfg, name
+        self.threads = threads or scale.worker_threads or cfg.config.fetch.concurrency
+        self.index = Index.open(cfg.storage_root, url=cfg.config.index.url)
+        prefix = f"{cfg.config.storage.warc.prefix}-{name}-"
+        spool = spool_root(cfg, name)
+        spool.mkdir(parents=True, exist_ok=True)
+        repaired = repair_storage(spool, self.index, only_prefix=prefix)
+        for r in repaired:
+            log.warning("repaired %s, left open by this worker's last run: %d records kept", r.path.name, r.records)
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self.loop.run_forever, name="pass-loop", daemon=True)
+        self._loop_thread.start()
+        assert scale.broker is not None
+        self.turns = self.call(self._make_turns(scale.broker))
+        self.crawler: ClusterPass = self.call(self._make_pass())
+        for r in repaired:
+            if not r.removed:
+                self.crawler._closed(r.path)
+
+    async def _make_turns(self, url: str) -> RedisTurns:
+        return RedisTurns(url)
+
+    async def _make_pass(self) -> ClusterPass:
+        return ClusterPass(self.cfg, self.index, self.name, self.turns)
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def discover(self, outlet: str, pass_id: int) -> None:
+        self.call(self.crawler.discover_outlet(outlet, pass_id))
+
+    def fetch(self, frontier_id: int) -> None:
+        self.call(self.crawler.fetch_one(frontier_id))
+
+    def run(self) -> int:
+        import dramatiq
+
+        from .tasks import Heartbeat, declare, make_broker
+
+        scale = self.cfg.config.scale
+        assert scale.broker is not None
+        broker = make_broker(scale.broker, scale.requeue_after)
+        self.crawler.broker = broker
+        declare(broker, self.discover, self.fetch)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        worker = dramatiq.Worker(broker, worker_threads=self.threads, worker_timeout=1000)
+        beat = Heartbeat(broker, every=max(1.0, scale.requeue_after / 4))
+        worker.start()
+        beat.start()
+        log.warning("worker %s: %d threads, spool %s, %s, index %s", self.name, self.threads, self.crawler.spool,
+                    SOFTWARE, self.index.path)
+        try:
+            stop.wait()
+        finally:
+            log.warning("worker %s: stopping (tasks running are finished first)", self.name)
+            worker.stop(timeout=int(self.cfg.config.fetch.timeout * 3 * 1000))
+            beat.stop()
+            self.call(self.crawler.aclose())
+            self.call(self.turns.aclose())
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._loop_thread.join(timeout=10)
+            self.index.close()
+        log.warning("worker %s: stopped cleanly", self.name)
+        return 0
+
+
+def run_worker(cfg: LoadedConfig, name: str | None = None, threads: int | None = None) -> int:
+    name = name or os.environ.get("ARCHIVER_WORKER_NAME") or default_worker_name()
+    return WorkerProcess(cfg, name, threads).run()
+
+
+def pass_summary(index: Index, pass_id: int) -> dict[str, int]:
+    """Article outcomes of a scaled pass, counted from its capture rows."""
+    cap = schema.captures
+    with index.engine.connect() as c:
+        rows = c.execute(select(cap.c.state, func.count()).where(cap.c.pass_id == pass_id, cap.c.kind == "article")
+                         .group_by(cap.c.state)).all()
+    return {state: n for state, n in rows}
+
+

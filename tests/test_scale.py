@@ -1,0 +1,194 @@
+"""A scaled setup on one machine: `archiver scheduler` + 3 `archiver worker`s against a real
+PostgreSQL and Redis on loopback, crawling the synthetic news web (../shared/bench/site,
+20 outlets on nginx). One worker is killed with SIGKILL mid-pass and started again.
+
+Asserted as a user would check it: every on-topic article is archived once and only once,
+the index has no duplicate rows and every row points at its record in a closed, valid WARC,
+the killed worker's open WARC was repaired on its restart, and nginx's own access log shows
+no two requests to one host closer together than the configured per-host delay.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from warcio.archiveiterator import ArchiveIterator
+
+from archiver.index import Index
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("ARCHIVER_SHARED", ROOT.parent / "shared"))
+SITE_TOOLS = SHARED / "bench" / "site"
+EXE = Path(sys.executable).with_name("archiver")
+DELAY = 0.3  # fetch.per_host_delay in this test's config
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+class Nginx:
+    """The bench site's nginx, with an access log that has millisecond times."""
+
+    def __init__(self, site: Path):
+        self.site, self.run = site, site / "run"
+        self.conf = self.run / "nginx-timing.conf"
+        self.log = self.run / "access-timing.log"
+
+    def __enter__(self) -> "Nginx":
+        subprocess.run([sys.executable, str(SITE_TOOLS / "gen_nginx.py"), "--site", str(self.site), "--access-log"],
+                       check=True, capture_output=True)
+        conf = (self.run / "nginx.conf").read_text()
+        # the log line is written when a response ends; its start is $msec - $request_time
+        timing = ("  log_format timing '$msec $request_time $server_addr:$server_port \"$request\" $status';\n"
+                  f"  access_log {self.log} timing;")
+        conf = re.sub(r"^\s*access_log [^;]+;", lambda _: timing, conf, count=1, flags=re.M)
+        conf = conf.replace(f"pid {self.run}/nginx.pid;", f"pid {self.run}/nginx-timing.pid;")
+        self.conf.write_text(conf)
+        self.log.unlink(missing_ok=True)
+        subprocess.run(["nginx", "-p", str(self.run), "-c", str(self.conf), "-e", str(self.run / "error.log")],
+                       check=True)
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pid = (self.run / "nginx-timing.pid").read_text().strip()
+        os.kill(int(pid), signal.SIGQUIT)
+        for _ in range(100):
+            if not (self.run / "nginx-timing.pid").exists():
+                break
+            time.sleep(0.1)
+
+    def starts_by_host(self) -> dict[str, list[tuple[float, str]]]:
+        out: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        for line in self.log.read_text().splitlines():
+            msec, took, host, rest = line.split(" ", 3)
+            out[host].append((float(msec) - float(took), rest))
+        return out
+
+
+def _start_worker(cfg: Path, name: str, logs: Path) -> subprocess.Popen:
+    return subprocess.Popen([str(EXE), "worker", "--config", str(cfg), "--name", name],
+                            stdout=subprocess.DEVNULL, stderr=open(logs / f"{name}.log", "a"))
+
+
+def _article_rows(index: Index) -> int:
+    return index.scalar("SELECT COUNT(*) FROM captures WHERE kind = 'article'") or 0
+
+
+@pytest.mark.slow
+def test_scheduler_and_three_workers_archive_every_article_once_politely_even_when_one_dies(
+        postgres, redis_server, tmp_path: Path):
+    missing = [w for w, ok in (("../shared/bench/site", (SITE_TOOLS / "make_site.py").exists()),
+                               ("nginx", bool(shutil.which("nginx")))) if not ok]
+    if missing:
+        if os.environ.get("ARCHIVER_REQUIRE_BENCH"):
+            pytest.fail(f"needed for this test: {', '.join(missing)}")
+        pytest.skip(f"needs {', '.join(missing)}")
+    from site_pass import make_config, score  # bench/site_pass.py: the single-machine pass's config
+
+    # nginx workers run as another user and cannot enter pytest's private tmp folders
+    site = Path(tempfile.gettempdir()) / "archiver-test-site"
+    subprocess.run([sys.executable, str(SITE_TOOLS / "make_site.py"), "--out", str(site), "--articles", "30",
+                    "--outlets", "20", "--port", "18080", "--quiet"], check=True)
+    manifest = json.loads((site / "manifest.json").read_text(encoding="utf-8"))
+    storage = tmp_path / "archive"
+    db = postgres.new_database()
+    text = make_config(manifest, storage, workers=0)
+    text = text.replace("  per_host_delay: 0.0\n", f"  per_host_delay: {DELAY}\n")
+    text = f"index:\n  url: {db}\nscale:\n  broker: {redis_server.url}\n  requeue_after: 4\n" + text
+    cfg = tmp_path / "scale.yaml"
+    cfg.write_text(text)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    subprocess.run(["redis-cli", "-u", redis_server.url, "FLUSHALL"], capture_output=True)
+
+    subprocess.run([str(EXE), "migrate", "--config", str(cfg)], check=True, capture_output=True)
+    with Nginx(site) as nginx:
+        workers = {n: _start_worker(cfg, n, logs) for n in ("w1", "w2", "w3")}
+        sched = subprocess.Popen([str(EXE), "scheduler", "--config", str(cfg), "--once"],
+                                 stdout=open(logs / "scheduler.out", "w"), stderr=open(logs / "scheduler.log", "w"))
+        try:
+            # kill w2 once the pass is well under way, then bring it back
+            with Index.open(storage, readonly=True, url=db) as idx:
+                deadline = time.monotonic() + 300
+                while _article_rows(idx) < 60 and time.monotonic() < deadline and sched.poll() is None:
+                    time.sleep(0.2)
+                assert sched.poll() is None, "the pass ended before a worker could be killed"
+                workers["w2"].kill()
+                workers["w2"].wait()
+                killed_at = _article_rows(idx)
+            open_left = list((storage / "spool" / "w2" / "warc").glob("*.open"))
+            assert open_left, "the killed worker left no open WARC to repair"
+            time.sleep(6)  # its messages go to w1 and w3 once its heartbeat is 4 s old
+            workers["w2"] = _start_worker(cfg, "w2", logs)
+            assert sched.wait(timeout=900) == 0, (logs / "scheduler.log").read_text()[-3000:]
+        finally:
+            if sched.poll() is None:
+                sched.kill()
+            for p in workers.values():
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+            codes = {n: p.wait(timeout=120) for n, p in workers.items()}
+        starts = nginx.starts_by_host()
+    assert codes == {"w1": 0, "w2": 0, "w3": 0}, {n: (logs / f"{n}.log").read_text()[-2000:] for n in codes}
+    w2_log = (logs / "w2.log").read_text()
+    assert "repaired" in w2_log and open_left[0].name.removesuffix(".open") in w2_log
+
+    with Index.open(storage, readonly=True, url=db) as idx:
+        arts = list(idx.captures(kind="article"))
+        frontier = idx.rows("SELECT state, capture_id FROM frontier")
+        files = {r["name"]: r for r in idx.rows("SELECT * FROM warc_files")}
+        passes = idx.rows("SELECT ended_at FROM passes")
+    assert killed_at < len(arts)
+
+    # every on-topic article once; nothing fetched twice for one candidate
+    truth = {a["url"] for a in manifest["articles"] if a["topics"]}
+    kept = Counter(r.final_url for r in arts if r.state == "archived")
+    assert max(kept.values()) == 1, [u for u, n in kept.items() if n > 1][:5]
+    got = set(kept) & truth
+    assert len(got) / len(truth) >= 0.95 and len(got) / len(kept) >= 0.95, (len(truth), len(kept), len(got))
+    per_candidate = Counter((r.outlet, r.url) for r in arts)
+    assert max(per_candidate.values()) == 1, [k for k, n in per_candidate.items() if n > 1][:5]
+    assert all(f["state"] == "settled" for f in frontier) and len(frontier) == len(arts)
+    assert {f["capture_id"] for f in frontier} == {r.id for r in arts}
+    assert all(p["ended_at"] for p in passes) and len(passes) == 20
+    # the scored view the single-machine test uses agrees
+    assert score(manifest, storage, index_url=db)["recall"] >= 0.95
+
+    # every row points at its record, in a closed WARC the index knows where to find
+    spool_files = sorted((storage / "spool").glob("*/warc/*"))
+    assert spool_files and not [p for p in spool_files if p.name.endswith(".open")]
+    assert {p.name for p in spool_files} == set(files), "a WARC file is missing from warc_files"
+    by_file = defaultdict(list)
+    for r in arts:
+        if r.warc_file:
+            by_file[Path(r.warc_file).name].append(r)
+    assert set(by_file) <= set(files)
+    assert {name.split("-")[1] for name in by_file} == {"w1", "w2", "w3"}  # archiver-<worker>-...
+    for name, rows in by_file.items():
+        path = Path(unquote(urlsplit(files[name]["location"]).path))
+        ids = {}
+        with open(path, "rb") as f:
+            it = ArchiveIterator(f)
+            for rec in it:
+                ids[rec.rec_headers.get_header("WARC-Record-ID")] = it.get_record_offset()
+        for r in rows:
+            assert ids.get(r.warc_record_id) == r.warc_offset, (name, r.id)
+
+    # politeness across workers, from the server's side
+    too_close = []
+    for host, reqs in starts.items():
+        reqs.sort()
+        too_close += [(host, b - a, ra, rb) for (a, ra), (b, rb) in zip(reqs, reqs[1:]) if b - a < DELAY - 0.005]
+    assert sum(len(v) for v in starts.values()) > 600
+    assert not too_close, too_close[:5]
