@@ -60,12 +60,17 @@ class Ticket:
 class SharedTurns(Protocol):
     """Request starts to a host across every process of a scaled setup (see hostturns.py)."""
 
-    async def wait_turn(self, host: str, gap: float) -> int:
-        """Wait for this process's next turn at `host`; returns the turn's start (shared clock)."""
+    async def take(self, host: str, gap: float) -> str:
+        """Wait until no one else may start a request to `host` before ours is sent and `gap`
+        has passed since the last one was; returns the token of this turn."""
         ...
 
-    async def on_time(self, turn: int) -> bool:
-        """Is it still early enough to use a turn (a late start could crowd the next one)?"""
+    def sent(self, host: str, token: str) -> None:
+        """Our request's bytes went out: the next turn counts its gap from now."""
+        ...
+
+    async def give_back(self, host: str, token: str) -> None:
+        """The turn ends without a request sent (it failed before, or was not needed)."""
         ...
 
 
@@ -82,6 +87,7 @@ class HostGate:
     def __init__(self, concurrency: int, delay: float, host: str = "", shared: SharedTurns | None = None):
         self.host = host
         self.shared = shared
+        self._turn: str | None = None  # the shared turn this process holds for the host, until sent
         self._sem = asyncio.Semaphore(concurrency)
         self._lock = asyncio.Lock()
         self._last_start = float("-inf")
@@ -105,6 +111,9 @@ class HostGate:
         """Called when the request's first bytes are written: the loop may have been busy
         between the slot being granted and the send, and the gap must hold at the server."""
         self._last_start = max(self._last_start, time.monotonic())
+        if self._turn is not None and self.shared is not None:
+            token, self._turn = self._turn, None
+            self.shared.sent(self.host, token)
 
     @asynccontextmanager
     async def slot(self, global_slots: asyncio.Semaphore, url: str = "",
@@ -120,22 +129,22 @@ class HostGate:
                     if wait <= 0:
                         break
                     await asyncio.sleep(wait)
-                turn = None
+                token = None
                 if self.shared is not None and self.delay > 0:
-                    # other workers' requests to this host count too: a turn is reserved in the
-                    # shared store, after every turn given out before it
-                    turn = await self.shared.wait_turn(self.host, self.delay)
+                    # other workers' requests to this host count too: the shared turn is held
+                    # until our bytes are sent (mark_sent), and the next one starts `delay` later
+                    token = self._turn = await self.shared.take(self.host, self.delay)
                 if ticket is not None:
                     await ticket.take()
                 await global_slots.acquire()
-                # waiting for a place or a slot may have made the turn stale: take a fresh one
-                while turn is not None and self.shared is not None and not await self.shared.on_time(turn):
-                    turn = await self.shared.wait_turn(self.host, self.delay)
                 self._last_start = time.monotonic()
             try:
                 yield
             finally:
                 global_slots.release()
+                if token is not None and self._turn == token and self.shared is not None:
+                    self._turn = None
+                    await self.shared.give_back(self.host, token)
 
 
 class Gates:

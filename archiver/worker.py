@@ -15,6 +15,7 @@ capture row is committed.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -135,7 +136,7 @@ class ClusterPass(Pass):
                       "refetched": stats.refetched, "unchanged": stats.unchanged, "updated": stats.updated}
             with self.index.transaction() as c:
                 c.execute(update(schema.passes).where(schema.passes.c.id == pass_id).values(
-                    counts=_json(counts), error="; ".join(stats.errors[:5]) or None))
+                    counts=json.dumps(counts, sort_keys=True), error="; ".join(stats.errors[:5]) or None))
         # sent again on a redone discovery: a fetch of a settled row does nothing
         ids = frontier.unsettled(self.index, pass_id)
         await asyncio.get_running_loop().run_in_executor(None, send_fetches, self.broker, ids)
@@ -153,12 +154,6 @@ class ClusterPass(Pass):
         await self.article(got.candidate, outlet, self.matcher(outlet), got.pass_id, stats)
         if not frontier.is_settled(self.index, frontier_id):  # every path indexes a row; this is a guard
             frontier.settle_without_capture(self.index, frontier_id)
-
-
-def _json(d: dict[str, int]) -> str:
-    import json
-
-    return json.dumps(d, sort_keys=True)
 
 
 class WorkerProcess:
