@@ -22,7 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select, text, update
+from sqlalchemy import (Column, Connection, Engine, MetaData, PrimaryKeyConstraint, String, Table as SaTable, create_engine,
+                        event, insert, inspect, select, text, update)
 from sqlalchemy.engine import RowMapping, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool
@@ -340,6 +341,11 @@ def _sqlite_engine(path: Path, readonly: bool) -> Engine:
     return engine
 
 
+# Alembic's version table, as Alembic itself defines it (alembic.ddl.impl.version_table_impl)
+_VERSION = SaTable("alembic_version", MetaData(), Column("version_num", String(32), nullable=False),
+                   PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))
+
+
 def migrate(engine: Engine, sqlite_path: Path | None = None) -> str | None:
     """Bring the schema to schema.HEAD; returns the revision it was at (None: new database).
 
@@ -359,26 +365,40 @@ def migrate(engine: Engine, sqlite_path: Path | None = None) -> str | None:
                 current = c.execute(text("SELECT version_num FROM alembic_version")).scalar()
             if current == schema.HEAD:
                 return current
-            from alembic import command
-            from alembic.config import Config as AlembicConfig
-
-            cfg = AlembicConfig()
-            cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
-            cfg.attributes["connection"] = c
-            if current is None and insp.has_table("captures"):
-                # an index made before migrations existed: bring it to the baseline, then stamp
-                have = {col["name"] for col in insp.get_columns("captures")}
-                for name, typ in _LEGACY_COLUMNS:
-                    if name not in have:
-                        c.execute(text(f"ALTER TABLE captures ADD COLUMN {name} {typ}"))
-                command.stamp(cfg, "0001")
-                current = "0001"
-            log.info("index %s: schema %s -> %s", display_url(str(engine.url)), current or "(new)", schema.HEAD)
-            command.upgrade(cfg, "head")
+            if current is None and not insp.has_table("captures"):
+                # a new index gets the tables at HEAD directly and is stamped, as Alembic's own
+                # recipe for new databases does; importing Alembic would cost every first crawl
+                # ~10 MB for the rest of its run (tests check both ways give one schema)
+                log.info("index %s: new, schema %s", display_url(str(engine.url)), schema.HEAD)
+                schema.metadata.create_all(c)
+                _VERSION.create(c)
+                c.execute(insert(_VERSION).values(version_num=schema.HEAD))
+                return None
+            log.info("index %s: schema %s -> %s", display_url(str(engine.url)), current or "(legacy)", schema.HEAD)
+            run_migrations(c, current, insp)
             return current
     finally:
         if lock_file is not None:
             lock_file.close()
+
+
+def run_migrations(c: Connection, current: str | None, insp: Any = None) -> None:
+    """Alembic's upgrade to HEAD on connection c, from revision current (None: nothing yet, or
+    an index from before migrations existed, which is first brought to the baseline)."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    cfg.attributes["connection"] = c
+    insp = insp if insp is not None else inspect(c)
+    if current is None and insp.has_table("captures"):
+        have = {col["name"] for col in insp.get_columns("captures")}
+        for name, typ in _LEGACY_COLUMNS:
+            if name not in have:
+                c.execute(text(f"ALTER TABLE captures ADD COLUMN {name} {typ}"))
+        command.stamp(cfg, "0001")
+    command.upgrade(cfg, "head")
 
 
 def current_revision(index: Index) -> str | None:

@@ -52,6 +52,46 @@ def test_an_index_from_before_migrations_is_brought_up_to_date_with_its_rows(tmp
         assert [r.url for r in idx.captures()] == ["http://x/1", "http://x/2"]
 
 
+def _schema(engine) -> dict:
+    """Every table's columns, keys, indexes and version stamp, as the database reports them."""
+    from sqlalchemy import inspect, text
+
+    insp = inspect(engine)
+    out = {}
+    for t in sorted(insp.get_table_names()):
+        out[t] = ([(c["name"], str(c["type"]), c["nullable"], str(c.get("default"))) for c in insp.get_columns(t)],
+                  insp.get_pk_constraint(t)["constrained_columns"],
+                  sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(t)),
+                  sorted((u["name"], tuple(u["column_names"])) for u in insp.get_unique_constraints(t)))
+    with engine.connect() as c:
+        out["version"] = c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return out
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_new_index_has_the_schema_the_migrations_build(backend, request, tmp_path: Path):
+    # a new index is created from schema.py without Alembic; it must be the one the migrations make
+    from sqlalchemy import create_engine
+
+    from archiver.index import migrate, run_migrations
+
+    if backend == "sqlite":
+        urls = [f"sqlite:///{tmp_path / 'direct.sqlite3'}", f"sqlite:///{tmp_path / 'migrated.sqlite3'}"]
+    else:
+        pg = request.getfixturevalue("postgres")
+        urls = [pg.new_database(), pg.new_database()]
+    direct, migrated = (create_engine(u) for u in urls)
+    assert migrate(direct) is None
+    with migrated.begin() as c:
+        run_migrations(c, None)
+    try:
+        assert _schema(direct) == _schema(migrated)
+        assert _schema(direct)["version"] == HEAD and "frontier" in _schema(direct)
+    finally:
+        direct.dispose()
+        migrated.dispose()
+
+
 def test_a_bad_index_url_is_named_without_its_password(tmp_path: Path):
     from archiver.errors import StorageError
 
