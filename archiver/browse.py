@@ -29,8 +29,10 @@ from . import __version__
 from .dump import derive
 from .errors import StorageError
 from .index import ARCHIVED, BLOCKED, Index, _row
-from .replay import read_response, replay_body, replay_csp
+from .replay import MAX_REPLAY_BYTES, Archived, read_response, replay_body, replay_csp
 from .search import PAGE_SIZE, Query, SearchIndex
+from .stores import StoreSettings
+from .warcfiles import WarcFiles
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +49,10 @@ def timestamp14(iso: str) -> str:
 class Archive:
     """Read access to one storage root: the index (read-only), texts, WARCs, search cache."""
 
-    def __init__(self, storage_root: Path, index_url: str | None = None):
+    def __init__(self, storage_root: Path, index_url: str | None = None, store: StoreSettings = StoreSettings()):
         self.root = storage_root
         self.index = Index.open(storage_root, readonly=True, url=index_url)
+        self.warcs = WarcFiles.for_root(storage_root, self.index, store)
         self.search_index = SearchIndex(storage_root)
         self._lock = threading.Lock()
         self.sync()
@@ -67,8 +70,10 @@ class Archive:
                 if n:
                     log.info("search: %d captures added", n)
 
-    def warc_path(self, name: str) -> Path:
-        return self.root / "warc" / Path(name).name
+    def read_response(self, row: Any, max_bytes: int = MAX_REPLAY_BYTES) -> Archived:
+        """The response record of a capture row, wherever its WARC file is now."""
+        with self.warcs.open_record(row.warc_file, row.warc_offset, row.warc_length) as f:
+            return read_response(f, max_bytes)
 
     def row(self, capture_id: int):
         return self.index.get(capture_id)
@@ -105,7 +110,8 @@ class Archive:
             except OSError:
                 pass
         if source.warc_file and source.warc_offset is not None and source.state in _REPLAYABLE:
-            return derive(self.warc_path(source.warc_file), source.warc_offset, kind)
+            return derive(self.warcs.location(source.warc_file), source.warc_offset, source.warc_length, kind,
+                          self.warcs.settings)
         return ""
 
     def nearest(self, url: str, ts: str):
@@ -174,8 +180,8 @@ def _query(request: Request) -> Query:
                  sort="date" if p.get("sort") == "date" else "relevance", page=page)
 
 
-def create_app(storage_root: Path, index_url: str | None = None) -> Starlette:
-    archive = Archive(storage_root, index_url)
+def create_app(storage_root: Path, index_url: str | None = None, store: StoreSettings = StoreSettings()) -> Starlette:
+    archive = Archive(storage_root, index_url, store)
     env = Environment(loader=PackageLoader("archiver", "templates"), autoescape=select_autoescape(["html"]))
     env.globals.update(version=__version__, ts14=timestamp14)
 
@@ -218,8 +224,8 @@ def create_app(storage_root: Path, index_url: str | None = None) -> Starlette:
         response = None
         if source is not None and source.warc_file and source.warc_offset is not None:
             try:
-                response = read_response(archive.warc_path(source.warc_file), source.warc_offset, max_bytes=0)
-            except (OSError, ValueError, StopIteration) as e:
+                response = archive.read_response(source, max_bytes=0)
+            except (OSError, ValueError, StopIteration, StorageError) as e:
                 log.warning("capture %s: cannot read its record: %s", cid, e)
         is_article = row.kind == "article"
         article = archive.text(cid, "article") if is_article else ""
@@ -253,8 +259,8 @@ def create_app(storage_root: Path, index_url: str | None = None) -> Starlette:
         headers = {"Content-Security-Policy": replay_csp(origin), "X-Content-Type-Options": "nosniff",
                    "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
         try:
-            archived = read_response(archive.warc_path(row.warc_file), row.warc_offset)
-        except (OSError, ValueError, StopIteration) as e:
+            archived = archive.read_response(row)
+        except (OSError, ValueError, StopIteration, StorageError) as e:
             return HTMLResponse(f"<p>capture {row.id}: cannot read its WARC record ({e})</p>", 500, headers=headers)
         body, ctype = replay_body(archived, ts)
         headers["Memento-Datetime"] = _http_date(row.fetched_at)
@@ -321,11 +327,11 @@ def _http_date(iso: str) -> str:
 
 
 def serve(storage_root: Path, host: str, port: int, index_url: str | None = None,
-          log_level: str = "warning") -> None:
+          log_level: str = "warning", store: StoreSettings = StoreSettings()) -> None:
     import uvicorn
 
     try:
-        app = create_app(storage_root, index_url)
+        app = create_app(storage_root, index_url, store)
     except sqlite3.Error as e:
         raise StorageError(f"cannot read the archive at {storage_root}: {e}") from None
     log.warning("serving %s on http://%s:%d/ (read-only)", storage_root, host, port)

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -25,6 +26,9 @@ from .config import LoadedConfig, load_config
 from .crawl import PassResult
 from .errors import ArchiverError, ConfigError
 from .index import Index, row_to_public
+
+if TYPE_CHECKING:
+    from .warcfiles import WarcFiles
 
 err_console = Console(stderr=True)
 # a summary piped to a file or CI log should not be squeezed into 80 columns
@@ -369,12 +373,19 @@ def dump_cmd(config: str, out: str, topics: tuple[str, ...], outlets: tuple[str,
         bar = _bar(total, "dumping")
         try:
             with bar:
-                manifest = dump(cfg.storage_root, index, Path(out), sel, lambda n: bar.advance(bar.task_ids[0], n),
+                manifest = dump(_warcs(cfg, index), index, Path(out), sel, lambda n: bar.advance(bar.task_ids[0], n),
                                 workers if workers is not None else cfg.config.extract.workers)
         except ArchiverError as e:
             click.echo(f"archiver: {e}", err=True)
             sys.exit(1)
     click.echo(f"wrote {len(manifest['files'])} {kind} text files and manifest.json to {out}")
+
+
+def _warcs(cfg: LoadedConfig, index: Index) -> WarcFiles:
+    """Where the index's WARC files are: the storage root's warc/, then the index's record."""
+    from .warcfiles import WarcFiles, store_settings
+
+    return WarcFiles.for_root(cfg.storage_root, index, store_settings(cfg.config.storage))
 
 
 @main.command("verify")
@@ -389,16 +400,26 @@ def verify_cmd(dump_dir: str, config: str | None, warcs: tuple[str, ...], worker
     from .dump import verify
 
     roots = [Path(w) for w in warcs]
+    index = None
     if config:
-        roots.append(_load(config).storage_root)
+        cfg = _load(config)
+        roots.append(cfg.storage_root)
+        try:  # the index says where shipped files are; a dump of a copied archive needs none
+            index = Index.open(cfg.storage_root, readonly=True, url=cfg.config.index.url)
+        except ArchiverError:
+            index = None
     if not roots:
         click.echo("archiver: give --config or --warcs to say where the WARCs are", err=True)
         sys.exit(2)
     try:
-        verdicts = verify(Path(dump_dir), roots, workers=workers)
+        verdicts = verify(Path(dump_dir), roots, workers=workers,
+                          warcs=_warcs(cfg, index) if index is not None else None)
     except ArchiverError as e:
         click.echo(f"archiver: {e}", err=True)
         sys.exit(1)
+    finally:
+        if index is not None:
+            index.close()
     for v in verdicts:
         click.echo(f"{v.status:<14} {v.file}{'  (' + v.detail + ')' if v.detail and v.status != 'ok' else ''}")
     bad = [v for v in verdicts if v.status != "ok"]
@@ -416,11 +437,13 @@ def verify_cmd(dump_dir: str, config: str | None, warcs: tuple[str, ...], worker
 def serve_cmd(config: str, host: str, port: int, verbose: int) -> None:
     """Browse the archive offline: search, captures, diffs and replay, read-only."""
     from .browse import serve
+    from .warcfiles import store_settings
 
     cfg = _load(config)
     _setup_logging(verbose, base=logging.WARNING)
     try:
-        serve(cfg.storage_root, host, port, index_url=cfg.config.index.url, log_level="info" if verbose else "warning")
+        serve(cfg.storage_root, host, port, index_url=cfg.config.index.url, log_level="info" if verbose else "warning",
+              store=store_settings(cfg.config.storage))
     except ArchiverError as e:
         click.echo(f"archiver: {e}", err=True)
         sys.exit(1)
@@ -445,7 +468,7 @@ def export_wacz_cmd(config: str, out: str, topics: tuple[str, ...], outlets: tup
     index = _open_index(cfg)
     with index:
         try:
-            counts = export_wacz(cfg.storage_root, index, Path(out),
+            counts = export_wacz(cfg.storage_root, _warcs(cfg, index), index, Path(out),
                                  Selection(topics, outlets, since, until, kind="article"))
         except ArchiverError as e:
             click.echo(f"archiver: {e}", err=True)
@@ -462,8 +485,10 @@ def export_cdxj_cmd(config: str, out: str) -> None:
     from .export import export_cdxj
 
     cfg = _load(config)
+    index = _open_index(cfg)
     try:
-        n = export_cdxj(cfg.storage_root, Path(out))
+        with index:
+            n = export_cdxj(_warcs(cfg, index), Path(out))
     except (ArchiverError, OSError) as e:
         click.echo(f"archiver: {e}", err=True)
         sys.exit(1)
@@ -484,7 +509,11 @@ def fsck_cmd(config: str, repair: bool) -> None:
         click.echo(f"archiver: {e}", err=True)
         sys.exit(1)
     with index:
-        report = fsck(cfg.storage_root, index, repair)
+        try:
+            report = fsck(cfg.storage_root, index, repair, _warcs(cfg, index))
+        except ArchiverError as e:
+            click.echo(f"archiver: {e}", err=True)
+            sys.exit(1)
     for name in report.open_files:
         click.echo(f"OPEN FILE          {name}")
     for row in report.rows_without_record:

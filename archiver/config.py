@@ -84,6 +84,26 @@ class StorageSettings(_Model):
     root: str = str(DEFAULT_STORAGE_ROOT)
     keep_off_topic: bool = False
     warc: WarcSettings = WarcSettings()
+    # A scaled setup's shared store: workers ship closed WARCs there from their spools
+    # (file:///PATH on a mounted filesystem, or s3://BUCKET/PREFIX); readers find files
+    # through the index. Credentials for S3 come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.
+    ship_to: str | None = None
+    s3_endpoint: str | None = None  # an S3-compatible store's URL (MinIO, Ceph); None: AWS
+    s3_region: str | None = None
+
+    @field_validator("ship_to")
+    @classmethod
+    def _store(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^(file:///.|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$))", v):
+            raise ValueError("must be file:///PATH or s3://BUCKET/PREFIX")
+        return v
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be http(s)://HOST[:PORT]")
+        return v
 
 
 class IndexSettings(_Model):
@@ -488,6 +508,8 @@ ENV_OVERRIDES = {
     "ARCHIVER_STORAGE_ROOT": ("storage", "root"),
     "ARCHIVER_INDEX_URL": ("index", "url"),
     "ARCHIVER_BROKER_URL": ("scale", "broker"),
+    "ARCHIVER_SHIP_TO": ("storage", "ship_to"),
+    "ARCHIVER_S3_ENDPOINT": ("storage", "s3_endpoint"),
     "ARCHIVER_LISTEN": ("daemon", "listen"),
     "ARCHIVER_LOG_FORMAT": ("daemon", "log_format"),
 }

@@ -33,6 +33,7 @@ from .recover import repair_storage
 from .topics import TopicMatcher
 from .urls import slug
 from .warc import RecordRef, WarcWriter, read_payload, sha1_b32
+from .warcfiles import WarcFiles, store_settings
 from .workers import ExtractorPool, WorkerDied
 
 T = TypeVar("T")
@@ -131,6 +132,7 @@ class Pass:
         self.cfg = cfg
         self.index = index
         self.root = cfg.storage_root
+        self.warcs = WarcFiles.for_root(self.root, index, store_settings(cfg.config.storage))
         c = cfg.config
         self.fetcher = Fetcher(c.fetch)
         self.fetcher.credentials = credentials(cfg)
@@ -283,8 +285,7 @@ class Pass:
                 # unchanged: read the candidates again from the capture we have, so earlier
                 # failures are retried; known articles are skipped later anyway
                 assert prev.warc_file is not None and prev.warc_offset is not None
-                _, body = read_payload(self.root / prev.warc_file, prev.warc_offset,
-                                       self.cfg.config.fetch.max_decoded_bytes)
+                body = await self._off_loop(self._stored_payload, prev)
                 return Document(final.url, body, prev.content_type or "", prev.warc_record_id or "", nm.id or 0)
             row = self._archive_plain(final, outlet, kind, pass_id)
             if final.status != 200:
@@ -302,6 +303,13 @@ class Pass:
         stats.errors.append(problem)
         log.warning("%s: %s", outlet, problem)
         self.index.note_error(doc.capture_id, problem)
+
+    def _stored_payload(self, row: CaptureRow) -> bytes:
+        """The entity body of an earlier capture, wherever its WARC file is now."""
+        assert row.warc_file is not None and row.warc_offset is not None
+        with self.warcs.open_record(row.warc_file, row.warc_offset, row.warc_length) as f:
+            _, body = read_payload(f, self.cfg.config.fetch.max_decoded_bytes)
+        return body
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._parsers, fn, *args)

@@ -18,16 +18,18 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from warcio.archiveiterator import ArchiveIterator
 
-from . import SOFTWARE, __version__
-from .errors import ArchiverError
+from . import SOFTWARE, __version__, stores
+from .errors import ArchiverError, StorageError
 from .extract import EXTRACTOR_NAME, EXTRACTOR_VERSION, extract, page_markup
 from .index import ARCHIVED, CaptureRow, Index
 from .pagetext import RENDERER_NAME, RENDERER_VERSION, render_html
+from .stores import StoreSettings
 from .warc import existing
+from .warcfiles import WarcFiles
 from .workers import ExtractorPool
 
 MANIFEST = "manifest.json"
@@ -57,13 +59,12 @@ def html_to_text(markup: str, kind: str) -> str:
     return extract(markup, page=False).article_text
 
 
-def derive(warc_path: Path, offset: int, kind: str) -> str:
-    """Re-derive the text of the response record at `offset` in `warc_path`."""
-    with open(existing(warc_path), "rb") as f:
-        f.seek(offset)
+def derive(location: str, offset: int, length: int | None, kind: str, settings: StoreSettings) -> str:
+    """Re-derive the text of the response record at `offset` of the WARC at `location`."""
+    with stores.open_record(location, offset, length, settings) as f:
         rec = next(iter(ArchiveIterator(f)))
         if rec.rec_type != "response":
-            raise DumpError(f"{warc_path}@{offset} is a {rec.rec_type} record, not a response")
+            raise DumpError(f"{location}@{offset} is a {rec.rec_type} record, not a response")
         content_type = rec.http_headers.get_header("Content-Type") if rec.http_headers else None
         body = rec.content_stream().read(MAX_BODY)
     return html_to_text(page_markup(body, content_type), kind)
@@ -130,7 +131,7 @@ def _write_bytes(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def dump(storage_root: Path, index: Index, out: Path, sel: Selection,
+def dump(warcs: WarcFiles, index: Index, out: Path, sel: Selection,
          progress: Any = None, workers: int | None = None) -> dict[str, Any]:
     """Write the selected captures' texts and manifest.json into `out`; returns the manifest.
     Texts are derived in `workers` processes (default one per core), written here in order."""
@@ -140,7 +141,8 @@ def dump(storage_root: Path, index: Index, out: Path, sel: Selection,
     out.mkdir(parents=True, exist_ok=True)
     width = max(3, len(str(max(0, len(rows) - 1))))
     files = []
-    jobs = ((storage_root / (row.warc_file or ""), row.warc_offset or 0, sel.kind) for row in rows)
+    jobs = ((warcs.location(row.warc_file or ""), row.warc_offset or 0, row.warc_length, sel.kind, warcs.settings)
+            for row in rows)
     with ExtractorPool(workers) as pool:
         for n, (row, text) in enumerate(zip(rows, pool.map(derive, jobs))):
             files.append(_write_one(out, n, width, row, text, sel.kind))
@@ -164,8 +166,8 @@ def _write_one(out: Path, n: int, width: int, row: CaptureRow, text: str, kind: 
         "file": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
         "url": row.url, "final_url": row.final_url, "fetched_at": row.fetched_at, "outlet": row.outlet,
         "title": row.title, "topics": row.topics, "matched": row.matched,
-        "warc_file": row.warc_file, "warc_offset": row.warc_offset, "warc_record_id": row.warc_record_id,
-        "payload_digest": row.payload_digest, "kind": kind, "producer": producer(kind)}
+        "warc_file": row.warc_file, "warc_offset": row.warc_offset, "warc_length": row.warc_length,
+        "warc_record_id": row.warc_record_id, "payload_digest": row.payload_digest, "kind": kind, "producer": producer(kind)}
 
 
 @dataclass
@@ -187,40 +189,63 @@ def _find_warc(name: str, roots: Iterable[Path]) -> Path | None:
     return None
 
 
-def verify(out: Path, warc_roots: list[Path], progress: Any = None, workers: int | None = None) -> list[Verdict]:
-    """Re-derive every file of out/manifest.json and compare, in `workers` processes."""
+def _location(name: str, roots: list[Path], warcs: WarcFiles | None) -> str | None:
+    found = _find_warc(name, roots)
+    if found is not None:
+        return existing(found).resolve().as_uri()
+    if warcs is not None:
+        try:
+            return warcs.location(name)
+        except StorageError:
+            return None
+    return None
+
+
+def verify(out: Path, warc_roots: list[Path], progress: Any = None, workers: int | None = None,
+           warcs: WarcFiles | None = None) -> list[Verdict]:
+    """Re-derive every file of out/manifest.json and compare, in `workers` processes. WARCs
+    are looked for in `warc_roots`, then where the index of `warcs` says they are."""
     try:
         manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DumpError(f"no {MANIFEST} in {out}: not a dump folder") from None
     except ValueError as e:
         raise DumpError(f"{out / MANIFEST} is not valid JSON: {e}") from None
+    settings = warcs.settings if warcs is not None else StoreSettings()
+    found: dict[str, str | None] = {}
+
+    def jobs() -> Iterator[tuple[Path, dict[str, Any], str | None, StoreSettings]]:
+        for entry in manifest.get("files", []):
+            name = str(entry.get("warc_file", ""))
+            if name not in found:
+                found[name] = _location(name, warc_roots, warcs)
+            yield out, entry, found[name], settings
+
     verdicts = []
     with ExtractorPool(workers) as pool:
-        for v in pool.map(_verify_one, ((out, entry, warc_roots) for entry in manifest.get("files", []))):
+        for v in pool.map(_verify_one, jobs()):
             verdicts.append(v)
             if progress is not None:
                 progress(1)
     return verdicts
 
 
-def _verify_one(out: Path, entry: dict[str, Any], warc_roots: list[Path]) -> Verdict:
+def _verify_one(out: Path, entry: dict[str, Any], location: str | None, settings: StoreSettings) -> Verdict:
     name = entry["file"]
     if Path(name).name != name or name in ("", ".", ".."):
         return Verdict(name, "DIFFERS", "file name in the manifest is not a plain name")
     path = out / name
     if not path.exists():
         return Verdict(name, "MISSING", "file not in the dump folder")
-    warc = _find_warc(entry["warc_file"], warc_roots)
-    if warc is None:
+    if location is None:
         return Verdict(name, "WARC NOT FOUND", entry["warc_file"])
     kind = entry.get("kind", "page")
     now = producer(kind)
     then = entry.get("producer", {})
     try:
-        text = derive(warc, int(entry["warc_offset"]), kind)
+        text = derive(location, int(entry["warc_offset"]), entry.get("warc_length"), kind, settings)
     except Exception as e:  # a damaged WARC is a finding, not a crash
-        return Verdict(name, "DIFFERS", f"cannot re-derive from {warc}: {e}")
+        return Verdict(name, "DIFFERS", f"cannot re-derive from {location}: {e}")
     derived = hashlib.sha256(text.encode("utf-8")).hexdigest()
     actual = hashlib.sha256(path.read_bytes()).hexdigest()
     if derived == entry["sha256"] == actual:

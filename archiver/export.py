@@ -20,10 +20,11 @@ from typing import Any, Iterable
 from cdxj_indexer.main import CDXJIndexer
 
 from . import __version__
-from .dump import Selection, select
-from .errors import ArchiverError
-from .index import Index
-from .warc import existing
+from .dump import Selection, derive, select
+from .errors import ArchiverError, StorageError
+from .index import CaptureRow, Index
+from .stores import local_copy, local_path
+from .warcfiles import WarcFiles
 
 WACZ_VERSION = "1.1.1"
 
@@ -32,34 +33,37 @@ class ExportError(ArchiverError):
     pass
 
 
-def _warc_paths(storage_root: Path, names: Iterable[str]) -> list[Path]:
+def _locations(warcs: WarcFiles, names: Iterable[str]) -> list[tuple[str, str]]:
+    """(name, location) of each named file; a file still being written is refused."""
     out = []
-    for name in sorted(set(names)):
-        path = existing(storage_root / "warc" / Path(name).name)
-        if not path.exists():
-            raise ExportError(f"WARC {name} named by the index is not in {storage_root / 'warc'}")
-        out.append(path)
+    for name in sorted({Path(n).name for n in names}):
+        try:
+            loc = warcs.location(name)
+        except StorageError as e:
+            raise ExportError(f"WARC {name} named by the index cannot be found: {e}") from None
+        path = local_path(loc)
+        if path is not None and not path.exists():
+            raise ExportError(f"{path}.open is still being written; stop the daemon or wait for it to close the file")
+        out.append((name, loc))
     return out
 
 
-def all_warcs(storage_root: Path) -> list[Path]:
-    """Closed WARC files (a file still being written is left for the next export)."""
-    return sorted((storage_root / "warc").glob("*.warc.gz"))
+def _cdxj_of(path: Path, name: str) -> list[str]:
+    """CDXJ lines of one WARC, by cdxj-indexer (the indexer pywb and py-wacz use)."""
+    buf = io.StringIO()
+    with open(path, "rb") as f:
+        CDXJIndexer(buf, [f], filename=name).process_all()
+    return [line for line in buf.getvalue().splitlines() if line.strip()]
 
 
-def cdxj_lines(warcs: list[Path]) -> list[str]:
-    """Sorted CDXJ lines for the WARCs, by cdxj-indexer (the indexer pywb and py-wacz use)."""
+def export_cdxj(warcs: WarcFiles, out: Path) -> int:
+    """A sorted CDXJ index of every closed WARC file (local or shipped; a file still being
+    written is left for the next export)."""
     lines: list[str] = []
-    for path in warcs:
-        buf = io.StringIO()
-        with open(path, "rb") as f:
-            CDXJIndexer(buf, [f], filename=path.name).process_all()
-        lines += [line for line in buf.getvalue().splitlines() if line.strip()]
-    return sorted(lines)
-
-
-def export_cdxj(storage_root: Path, out: Path) -> int:
-    lines = cdxj_lines(all_warcs(storage_root))
+    for name, loc in warcs.all_closed():
+        with local_copy(loc, warcs.settings, scratch=out.parent) as path:
+            lines += _cdxj_of(path, name)
+    lines.sort()
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     tmp.replace(out)
@@ -70,39 +74,34 @@ def _ts(iso: str) -> str:
     return iso if iso.endswith("Z") else iso + "Z"
 
 
-def export_wacz(storage_root: Path, index: Index, out: Path, sel: Selection, progress: Any = None) -> dict[str, Any]:
-    """Write a WACZ of the selected article captures; returns counts."""
+def export_wacz(storage_root: Path, warcs: WarcFiles, index: Index, out: Path, sel: Selection, progress: Any = None) -> dict[str, Any]:
+    """Write a WACZ of the selected article captures; returns counts. WARC files kept
+    elsewhere (a scaled setup's store) are fetched one at a time next to `out`."""
     rows = select(index, sel)
     if not rows:
         raise ExportError("nothing to export: no archived article matches the selection")
-    warcs = _warc_paths(storage_root, (r.warc_file for r in rows if r.warc_file))
-    for p in warcs:
-        if p.name.endswith(".open"):
-            raise ExportError(f"{p} is still being written; stop the daemon or wait for it to close the file")
+    files = _locations(warcs, (r.warc_file for r in rows if r.warc_file))
     pages = [{"format": "json-pages-1.0", "id": "pages", "title": "archiver export", "hasText": True}]
     for r in rows:
-        text = ""
-        if r.text_path:
-            try:
-                text = (storage_root / r.text_path).read_text(encoding="utf-8")
-            except OSError:
-                text = ""
         pages.append({"id": hashlib.sha256((r.warc_record_id or "").encode()).hexdigest()[:32],
                       "url": r.final_url or r.url, "ts": _ts(r.fetched_at), "title": r.title or "",
-                      "text": text})
+                      "text": _article_text(storage_root, warcs, r)})
     resources: list[dict[str, Any]] = []
+    lines: list[str] = []
     tmp = out.with_name(out.name + ".tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         with zipfile.ZipFile(tmp, "w", allowZip64=True) as z:
-            for path in warcs:
-                arc = f"archive/{path.name}"
-                # WARC members are gzip already; stored, so replay tools can seek into them
-                z.write(path, arc, compress_type=zipfile.ZIP_STORED)
-                resources.append(_file_resource(arc, path))
+            for name, loc in files:
+                arc = f"archive/{name}"
+                with local_copy(loc, warcs.settings, scratch=out.parent) as path:
+                    # WARC members are gzip already; stored, so replay tools can seek into them
+                    z.write(path, arc, compress_type=zipfile.ZIP_STORED)
+                    resources.append(_file_resource(arc, path, name))
+                    lines += _cdxj_of(path, name)
                 if progress:
                     progress(1)
-            cdxj = "".join(line + "\n" for line in cdxj_lines(warcs)).encode("utf-8")
+            cdxj = "".join(line + "\n" for line in sorted(lines)).encode("utf-8")
             z.writestr("indexes/index.cdxj", cdxj, compress_type=zipfile.ZIP_DEFLATED)
             resources.append(_resource("indexes/index.cdxj", cdxj))
             pj = "".join(json.dumps(p, ensure_ascii=False, sort_keys=True) + "\n" for p in pages).encode("utf-8")
@@ -124,17 +123,33 @@ def export_wacz(storage_root: Path, index: Index, out: Path, sel: Selection, pro
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return {"pages": len(pages) - 1, "warcs": len(warcs), "cdxj_lines": cdxj.count(b"\n")}
+    return {"pages": len(pages) - 1, "warcs": len(files), "cdxj_lines": cdxj.count(b"\n")}
 
 
-def _file_resource(arc: str, path: Path) -> dict[str, Any]:
+def _article_text(storage_root: Path, warcs: WarcFiles, r: CaptureRow) -> str:
+    """The crawl-time text file, or (a scaled setup keeps those in its workers' spools) the
+    text derived again from the WARC record."""
+    if r.text_path:
+        try:
+            return (storage_root / r.text_path).read_text(encoding="utf-8")
+        except OSError:
+            pass
+    if r.warc_file and r.warc_offset is not None:
+        try:
+            return derive(warcs.location(r.warc_file), r.warc_offset, r.warc_length, "article", warcs.settings)
+        except (ArchiverError, OSError, ValueError, StopIteration):
+            return ""
+    return ""
+
+
+def _file_resource(arc: str, path: Path, name: str) -> dict[str, Any]:
     h = hashlib.sha256()
     size = 0
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
             size += len(chunk)
-    return {"name": path.name, "path": arc, "hash": "sha256:" + h.hexdigest(), "bytes": size}
+    return {"name": name, "path": arc, "hash": "sha256:" + h.hexdigest(), "bytes": size}
 
 
 def _resource(path: str, data: bytes) -> dict[str, Any]:

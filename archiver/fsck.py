@@ -14,9 +14,12 @@ from pathlib import Path
 
 from warcio.archiveiterator import ArchiveIterator
 
+from .errors import StorageError
 from .index import ARCHIVED, CaptureRow, Index
 from .recover import repair_open_warc
+from .stores import StoreSettings, local_path
 from .warc import OPEN_SUFFIX
+from .warcfiles import WarcFiles
 
 
 @dataclass
@@ -77,12 +80,20 @@ def scan_records(root: Path) -> tuple[dict[str, Record], dict[str, dict[str, str
     return records, metadata
 
 
-def _row_ok(root: Path, row: CaptureRow) -> bool:
-    path = root / (row.warc_file or "")
-    if not path.exists() or row.warc_offset is None or row.warc_length is None:
+def _row_ok(warcs: WarcFiles, row: CaptureRow) -> bool:
+    """Is the row's record where the row says? A file the index records in a shared store is
+    read there (one ranged GET on S3); a store that cannot be reached stops fsck rather than
+    count its rows as lost."""
+    if not row.warc_file or row.warc_offset is None or row.warc_length is None:
         return False
-    with open(path, "rb") as f:
-        f.seek(row.warc_offset)
+    try:
+        loc = warcs.location(row.warc_file)
+    except StorageError:
+        return False
+    path = local_path(loc)
+    if path is not None and not path.exists():
+        return False
+    with warcs.open_record(row.warc_file, row.warc_offset, row.warc_length) as f:
         member = f.read(row.warc_length)
     try:
         rec = next(iter(ArchiveIterator(io.BytesIO(member))))
@@ -91,7 +102,10 @@ def _row_ok(root: Path, row: CaptureRow) -> bool:
     return rec.rec_headers.get_header("WARC-Record-ID") == row.warc_record_id
 
 
-def fsck(root: Path, index: Index, repair: bool = False) -> FsckReport:
+def fsck(root: Path, index: Index, repair: bool = False, warcs: WarcFiles | None = None) -> FsckReport:
+    """Check (and with `repair` mend) the storage root's WARC files and every index row.
+    Records without a row are looked for in the storage root's own files only."""
+    warcs = warcs or WarcFiles.for_root(root, index, StoreSettings())
     report = FsckReport()
     for p in sorted((root / "warc").glob(f"*{OPEN_SUFFIX}")):
         report.open_files.append(f"warc/{p.name}")
@@ -106,7 +120,7 @@ def fsck(root: Path, index: Index, repair: bool = False) -> FsckReport:
             continue
         report.rows_checked += 1
         referenced.update(row.redirect_record_ids)
-        if _row_ok(root, row):
+        if _row_ok(warcs, row):
             referenced.add(row.warc_record_id or "")
         else:
             report.rows_without_record.append(row)

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from typing import IO
 from urllib.parse import urljoin, urlsplit
 
 from lxml import etree, html
 from warcio.archiveiterator import ArchiveIterator
 
 from .decode import decode_text
-from .warc import existing
 
 MAX_REPLAY_BYTES = 50 * 1024 * 1024
 
@@ -47,21 +46,20 @@ class Archived:
     truncated: bool
 
 
-def read_response(warc_path: Path, offset: int, max_bytes: int = MAX_REPLAY_BYTES) -> Archived:
-    with open(existing(warc_path), "rb") as f:
-        f.seek(offset)
-        rec = next(iter(ArchiveIterator(f)))
-        if rec.rec_type not in ("response", "revisit"):
-            raise ValueError(f"{warc_path.name}@{offset} is a {rec.rec_type} record, not a response")
-        url = rec.rec_headers.get_header("WARC-Target-URI") or ""
-        h = rec.http_headers
-        status_line = h.get_statuscode() if h is not None else "200"
-        reason = ""
-        if h is not None and " " in h.statusline:
-            reason = h.statusline.split(" ", 1)[1]
-        headers = list(h.headers) if h is not None else []
-        ctype = (h.get_header("Content-Type") if h is not None else None) or "application/octet-stream"
-        body = rec.content_stream().read(max_bytes + 1)
+def read_response(f: IO[bytes], max_bytes: int = MAX_REPLAY_BYTES) -> Archived:
+    """The response (or revisit) record the stream is at (WarcFiles.open_record)."""
+    rec = next(iter(ArchiveIterator(f)))
+    if rec.rec_type not in ("response", "revisit"):
+        raise ValueError(f"a {rec.rec_type} record, not a response")
+    url = rec.rec_headers.get_header("WARC-Target-URI") or ""
+    h = rec.http_headers
+    status_line = h.get_statuscode() if h is not None else "200"
+    reason = ""
+    if h is not None and " " in h.statusline:
+        reason = h.statusline.split(" ", 1)[1]
+    headers = list(h.headers) if h is not None else []
+    ctype = (h.get_header("Content-Type") if h is not None else None) or "application/octet-stream"
+    body = rec.content_stream().read(max_bytes + 1)
     return Archived(url, int(status_line or 0), reason, headers, ctype, body[:max_bytes], len(body) > max_bytes)
 
 

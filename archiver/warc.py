@@ -28,8 +28,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from . import faults
 from .errors import StorageError, os_reason
-
-OPEN_SUFFIX = ".open"
+from .stores import OPEN_SUFFIX, fsync_dir
 COPY_CHUNK = 1 << 16
 WRITE_CHUNK = 1 << 18  # compressed bytes gathered before a write() call
 
@@ -153,11 +152,7 @@ class WarcWriter:
             f.close()
             faults.reached("rotation")
             os.replace(self.directory / (name + OPEN_SUFFIX), self.directory / name)
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fsync_dir(self.directory)
         except OSError as e:
             raise StorageError(f"cannot close WARC file {self.directory / name}: {os_reason(e)}") from None
         self.closed_files.append(f"{self.subdir}/{name}")
@@ -287,12 +282,11 @@ class WarcWriter:
         return self._write(h, [body], len(body))
 
 
-def read_payload(path: Path, offset: int, max_bytes: int) -> tuple[object, bytes]:
-    """(HTTP headers, entity body with transfer and content encodings removed) of the record at offset."""
-    with open(existing(path), "rb") as f:
-        f.seek(offset)
-        rec = next(iter(ArchiveIterator(f)))
-        return rec.http_headers, rec.content_stream().read(max_bytes)
+def read_payload(f: IO[bytes], max_bytes: int) -> tuple[object, bytes]:
+    """(HTTP headers, entity body with transfer and content encodings removed) of the record
+    the stream is at (WarcFiles.open_record)."""
+    rec = next(iter(ArchiveIterator(f)))
+    return rec.http_headers, rec.content_stream().read(max_bytes)
 
 
 def existing(path: Path) -> Path:

@@ -116,3 +116,15 @@ def test_environment_overrides_storage_listen_and_log_format(tmp_path: Path, mon
     monkeypatch.setenv("ARCHIVER_LISTEN", "nowhere")
     problems = check_config(p)
     assert len(problems) == 1 and "ARCHIVER_LISTEN" in str(problems[0]) and "nowhere" in str(problems[0])
+
+
+def test_shared_store_settings_are_checked_and_may_come_from_the_environment(tmp_path: Path, monkeypatch):
+    p = write(tmp_path, "storage:\n  ship_to: /mnt/archive\n  s3_endpoint: minio:9000\n" + GOOD)
+    lines = [str(x) for x in check_config(p)]
+    assert f"{p}:2: storage.ship_to: must be file:///PATH or s3://BUCKET/PREFIX (got '/mnt/archive')" in lines
+    assert f"{p}:3: storage.s3_endpoint: must be http(s)://HOST[:PORT] (got 'minio:9000')" in lines
+    p = write(tmp_path, GOOD)
+    monkeypatch.setenv("ARCHIVER_SHIP_TO", "s3://archive/warc")
+    monkeypatch.setenv("ARCHIVER_S3_ENDPOINT", "http://127.0.0.1:9000")
+    storage = load_config(p).config.storage
+    assert (storage.ship_to, storage.s3_endpoint) == ("s3://archive/warc", "http://127.0.0.1:9000")
