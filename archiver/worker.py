@@ -5,7 +5,8 @@ It consumes the broker's discovery and fetch messages (tasks.py) with the same p
 files named `<prefix>-<name>-<timestamp>-<serial>.warc.gz`, so files of different workers
 never collide and a file tells which worker wrote it (as Heritrix names them). Requests to a
 host are spaced across all workers through turns kept in Redis (hostturns.py). Closed WARC
-files are recorded in the index's `warc_files` table with their location.
+files are recorded in the index's `warc_files` table with their location and, with
+`storage.ship_to` set, shipped to the shared store (ship.py).
 
 All pass code runs on one asyncio loop in a thread of its own; Dramatiq's worker threads
 hand it their tasks and wait for the result, so a task is acknowledged only once its
@@ -35,8 +36,11 @@ from .errors import ArchiverError, ConfigError, ConfigProblem
 from .hostturns import RedisTurns
 from .index import Index
 from .recover import repair_storage
+from .ship import Shipper, adopt_spool
+from .stores import store_for
 from .topics import TopicMatcher
 from .warc import WarcWriter
+from .warcfiles import WarcFiles, store_settings
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -66,6 +70,8 @@ class ClusterPass(Pass):
         self.fetcher.gates.shared = turns
         self._matchers: dict[str, TopicMatcher] = {}
         self.broker: Any = None
+        self.shipper: Shipper | None = None
+        self.warcs = WarcFiles([self.spool / "warc"], index, store_settings(cfg.config.storage))
 
     def _new_writer(self, cfg: LoadedConfig) -> WarcWriter:
         w = cfg.config.storage.warc
@@ -80,7 +86,7 @@ class ClusterPass(Pass):
         return {**warcinfo_fields(cfg), "archiver-worker": self.worker_name}
 
     def _closed(self, path: Path) -> None:
-        """Record where a closed file lives (a later step ships it to shared storage)."""
+        """Record where a closed file lives, and hand it to the shipper when there is one."""
         now = _now()
         values = {"worker": self.worker_name, "location": path.resolve().as_uri(), "state": "closed",
                   "size": path.stat().st_size, "updated_at": now}
@@ -89,6 +95,11 @@ class ClusterPass(Pass):
                              .values(**values)).rowcount
             if not done:
                 c.execute(schema.warc_files.insert().values(name=path.name, **values))
+        if self.shipper is not None:
+            self.shipper.submit(path)
+
+    def adopt_spool(self) -> None:
+        adopt_spool(self.index, self.worker_name, self.spool / "warc", self._closed, self.shipper)
 
     def outlet_named(self, name: str) -> Outlet | None:
         return next((o for o in self.cfg.config.outlets if o.name == name), None)
@@ -179,9 +190,10 @@ class WorkerProcess:
         assert scale.broker is not None
         self.turns = self.call(self._make_turns(scale.broker))
         self.crawler: ClusterPass = self.call(self._make_pass())
-        for r in repaired:
-            if not r.removed:
-                self.crawler._closed(r.path)
+        store = store_for(store_settings(cfg.config.storage))
+        if store is not None:
+            self.crawler.shipper = Shipper(self.index, store, name)
+        self.crawler.adopt_spool()
 
     async def _make_turns(self, url: str) -> RedisTurns:
         return RedisTurns(url)
@@ -223,7 +235,12 @@ class WorkerProcess:
             log.warning("worker %s: stopping (tasks running are finished first)", self.name)
             worker.stop(timeout=int(self.cfg.config.fetch.timeout * 3 * 1000))
             beat.stop()
-            self.call(self.crawler.aclose())
+            self.call(self.crawler.aclose())  # closes the WARC file, which queues it for shipping
+            if self.crawler.shipper is not None:
+                left = self.crawler.shipper.close()
+                if left:
+                    log.warning("worker %s: %d closed WARC files not shipped yet; the next start ships them",
+                                self.name, left)
             self.call(self.turns.aclose())
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._loop_thread.join(timeout=10)

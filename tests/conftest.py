@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -54,8 +55,6 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
 
 def _service(kind: str):
     """A real server for the scale-out tests; missing ones skip, or fail under .ci/run."""
-    import os
-
     from .services import Postgres, Redis, postgres_bin, redis_bin
 
     have = postgres_bin() if kind == "postgres" else redis_bin()
@@ -76,3 +75,21 @@ def postgres():
 def redis_server():
     with _service("redis") as r:
         yield r
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on loopback, with its credentials in this process's environment."""
+    from .services import S3Server
+
+    with S3Server() as s3:
+        saved = {k: os.environ.get(k) for k in s3.env}
+        os.environ.update(s3.env)
+        try:
+            yield s3
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v

@@ -1,4 +1,5 @@
-"""Real PostgreSQL and Redis servers on loopback for the scale-out tests, from Debian's packages.
+"""Real PostgreSQL and Redis servers on loopback for the scale-out tests, from Debian's packages,
+and an S3-compatible store (moto's server, from PyPI).
 
 Each server gets a fresh data folder and a free port on 127.0.0.1 and is stopped at the end.
 PostgreSQL refuses to run as root; as root, it runs as the `postgres` user the package made.
@@ -117,3 +118,42 @@ class Redis:
             self.proc.kill()
             self.proc.wait(timeout=10)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class S3Server:
+    """`with S3Server() as s3:` -> s3.endpoint (http://127.0.0.1:PORT), an S3-compatible store
+    answering real HTTP (moto's standalone server, in memory); s3.env has the credentials
+    it accepts (any) and the region, for processes started by a test."""
+
+    def __init__(self) -> None:
+        import sys
+
+        self.python = sys.executable
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.env = {"AWS_ACCESS_KEY_ID": "archiver-test", "AWS_SECRET_ACCESS_KEY": "archiver-test-secret",
+                    "AWS_DEFAULT_REGION": "us-east-1"}
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "S3Server":
+        self.proc = subprocess.Popen([self.python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_port(self.port, "moto S3 server")
+        return self
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
+
+    def new_bucket(self) -> str:
+        name = f"archive-{free_port()}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)

@@ -2,14 +2,20 @@
 PostgreSQL and Redis on loopback, crawling the synthetic news web (../shared/bench/site,
 20 outlets on nginx). One worker is killed with SIGKILL mid-pass and started again.
 
+Closed WARC files are shipped to an S3-compatible store (moto's server on loopback).
+
 Asserted as a user would check it: every on-topic article is archived once and only once,
-the index has no duplicate rows and every row points at its record in a closed, valid WARC,
-the killed worker's open WARC was repaired on its restart, and nginx's own access log shows
-no two requests to one host closer together than the configured per-host delay.
+the index has no duplicate rows and every row points at its record in a closed, valid WARC
+that was shipped to the store (the killed worker's open WARC too, repaired on its restart)
+and left no copy in a spool, nginx's own access log shows no two requests to one host closer
+together than the configured per-host delay, and `archiver dump`, `verify`, `export wacz`
+and `serve` work on the scaled archive, reading from the store.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
@@ -19,14 +25,17 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections import Counter, defaultdict
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
+import httpx
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from archiver.index import Index
+
+from .services import _wait_port, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("ARCHIVER_SHARED", ROOT.parent / "shared"))
@@ -87,7 +96,7 @@ def _article_rows(index: Index) -> int:
 
 @pytest.mark.slow
 def test_scheduler_and_three_workers_archive_every_article_once_politely_even_when_one_dies(
-        postgres, redis_server, tmp_path: Path):
+        postgres, redis_server, s3_server, tmp_path: Path):
     missing = [w for w, ok in (("../shared/bench/site", (SITE_TOOLS / "make_site.py").exists()),
                                ("nginx", bool(shutil.which("nginx")))) if not ok]
     if missing:
@@ -106,6 +115,10 @@ def test_scheduler_and_three_workers_archive_every_article_once_politely_even_wh
     text = make_config(manifest, storage, workers=0)
     text = text.replace("  per_host_delay: 0.0\n", f"  per_host_delay: {DELAY}\n")
     text = f"index:\n  url: {db}\nscale:\n  broker: {redis_server.url}\n  requeue_after: 4\n" + text
+    bucket = s3_server.new_bucket()
+    # files of 1 MB close (and ship) while the pass runs, not only when the workers stop
+    text = text.replace("  warc:\n", f"  ship_to: s3://{bucket}/warc\n  s3_endpoint: {s3_server.endpoint}\n"
+                                     "  warc:\n    rotate_size: 1 MB\n", 1)
     cfg = tmp_path / "scale.yaml"
     cfg.write_text(text)
     logs = tmp_path / "logs"
@@ -165,25 +178,61 @@ def test_scheduler_and_three_workers_archive_every_article_once_politely_even_wh
     # the scored view the single-machine test uses agrees
     assert score(manifest, storage, index_url=db)["recall"] >= 0.95
 
-    # every row points at its record, in a closed WARC the index knows where to find
+    # every row points at its record, in a closed WARC shipped to the store; no spool copies
     spool_files = sorted((storage / "spool").glob("*/warc/*"))
-    assert spool_files and not [p for p in spool_files if p.name.endswith(".open")]
-    assert {p.name for p in spool_files} == set(files), "a WARC file is missing from warc_files"
+    assert not spool_files, spool_files[:5]
+    assert all(f["state"] == "shipped" and f["location"] == f"s3://{bucket}/warc/{n}" for n, f in files.items())
+    s3 = s3_server.client()
+    stored = {o["Key"].removeprefix("warc/"): o["Size"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert stored == {n: f["size"] for n, f in files.items()}
+    assert open_left[0].name.removesuffix(".open") in files  # the repaired file was shipped too
     by_file = defaultdict(list)
     for r in arts:
         if r.warc_file:
             by_file[Path(r.warc_file).name].append(r)
     assert set(by_file) <= set(files)
     assert {name.split("-")[1] for name in by_file} == {"w1", "w2", "w3"}  # archiver-<worker>-...
-    for name, rows in by_file.items():
-        path = Path(unquote(urlsplit(files[name]["location"]).path))
+    for name, f in files.items():
+        data = s3.get_object(Bucket=bucket, Key=f"warc/{name}")["Body"].read()
+        assert hashlib.sha256(data).hexdigest() == f["sha256"], name
         ids = {}
-        with open(path, "rb") as f:
-            it = ArchiveIterator(f)
-            for rec in it:
-                ids[rec.rec_headers.get_header("WARC-Record-ID")] = it.get_record_offset()
-        for r in rows:
+        it = ArchiveIterator(io.BytesIO(data))
+        for rec in it:
+            ids[rec.rec_headers.get_header("WARC-Record-ID")] = it.get_record_offset()
+        for r in by_file.get(name, []):
             assert ids.get(r.warc_record_id) == r.warc_offset, (name, r.id)
+
+    # the readers find the shipped files through the index
+    one = sorted({r.outlet for r in arts})[0]
+    dump_dir = tmp_path / "dump"
+    done = subprocess.run([str(EXE), "dump", "--config", str(cfg), "--out", str(dump_dir), "--outlet", one,
+                           "--kind", "article"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest_files = json.loads((dump_dir / "manifest.json").read_text())["files"]
+    assert len(manifest_files) == sum(1 for r in arts if r.outlet == one and r.state == "archived")
+    checked = subprocess.run([str(EXE), "verify", str(dump_dir), "--config", str(cfg)],
+                             capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0 and f"{len(manifest_files)} ok" in checked.stdout, checked.stdout[-2000:]
+    wacz = tmp_path / "one.wacz"
+    done = subprocess.run([str(EXE), "export", "wacz", "--config", str(cfg), "--out", str(wacz), "--outlet", one],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with zipfile.ZipFile(wacz) as z:
+        inside = {n.removeprefix("archive/") for n in z.namelist() if n.startswith("archive/")}
+        assert inside == {Path(r.warc_file).name for r in arts if r.outlet == one and r.state == "archived"}
+    sample = next(r for r in arts if r.outlet == one and r.state == "archived")
+    port = free_port()
+    server = subprocess.Popen([str(EXE), "serve", "--config", str(cfg), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=open(logs / "serve.log", "w"))
+    try:
+        _wait_port(port, "archiver serve")
+        raw = httpx.get(f"http://127.0.0.1:{port}/raw/{sample.id}", timeout=30)
+        page = httpx.get(f"http://127.0.0.1:{port}/capture/{sample.id}", timeout=30)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert raw.status_code == 200 and sample.title and sample.title.split()[0] in raw.text
+    assert page.status_code == 200 and "cannot read" not in page.text
 
     # politeness across workers, from the server's side
     too_close = []
