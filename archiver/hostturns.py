@@ -6,6 +6,9 @@ margin), and it is held until our own bytes go out; the time of that send, on Re
 (so machines' clocks need not agree), starts the next gap. A turn whose holder dies expires.
 Holding the turn to the send, not to the grant, is what keeps the gap at the server: a
 request may wait for a connection or a busy event loop after its turn was granted.
+
+A host that answers 429 or 503 is paused for every worker (its Retry-After, capped as for
+a single process): one worker's answer stops the others' requests too.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import asyncio
 import logging
 import uuid
 
+from .polite import SharedPause
+
 log = logging.getLogger(__name__)
 
 _CLOCK = """
@@ -21,16 +26,30 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: last-sent, holder. ARGV: gap ms, token, lease ms. Returns 0 (granted) or ms to wait.
+# KEYS: last-sent, holder, paused-until. ARGV: gap ms, token, lease ms.
+# Returns {0, 0} (granted), {ms to wait, 0} or {ms of pause left, 1}. With a gap of 0 only
+# a pause is checked: nothing is held, so hosts without a delay cost one round trip.
 _TAKE = _CLOCK + """
+local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
+if now < paused then return {paused - now, 1} end
+if tonumber(ARGV[1]) == 0 then return {0, 0} end
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[2] then
-  return math.max(1, math.min(20, redis.call('PTTL', KEYS[2])))
+  return {math.max(1, math.min(20, redis.call('PTTL', KEYS[2]))), 0}
 end
 local ready = tonumber(redis.call('GET', KEYS[1]) or '0') + tonumber(ARGV[1])
-if now < ready then return ready - now end
+if now < ready then return {ready - now, 0} end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', tonumber(ARGV[3]))
-return 0
+return {0, 0}
+"""
+
+# KEYS: paused-until. ARGV: pause ms. A longer pause already running is kept.
+_PAUSE = _CLOCK + """
+local untl = now + tonumber(ARGV[1])
+if untl > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], untl, 'PX', tonumber(ARGV[1]) + 1000)
+end
+return 1
 """
 
 # KEYS: last-sent, holder. ARGV: token, gap ms, sent (1) or given back (0).
@@ -53,21 +72,36 @@ class RedisTurns:
         self._client = aioredis.Redis.from_url(url)
         self._take = self._client.register_script(_TAKE)
         self._end = self._client.register_script(_END)
+        self._pause = self._client.register_script(_PAUSE)
         self._prefix = f"{namespace}:host:"
         self._gaps: dict[str, int] = {}
         self._pending: set[asyncio.Task[None]] = set()
 
     def _keys(self, host: str) -> list[str]:
-        return [f"{self._prefix}{host}:sent", f"{self._prefix}{host}:turn"]
+        return [f"{self._prefix}{host}:sent", f"{self._prefix}{host}:turn", f"{self._prefix}{host}:paused"]
 
-    async def take(self, host: str, gap: float) -> str:
+    async def take(self, host: str, gap: float, max_wait: float = float("inf")) -> str:
         token = uuid.uuid4().hex
-        gap_ms = self._gaps[host] = int((gap + MARGIN) * 1000)
+        gap_ms = self._gaps[host] = int((gap + MARGIN) * 1000) if gap > 0 else 0
         while True:
-            wait_ms = int(await self._take(keys=self._keys(host), args=[gap_ms, token, LEASE_MS]))
+            wait_ms, paused = (int(x) for x in await self._take(keys=self._keys(host),
+                                                                args=[gap_ms, token, LEASE_MS]))
             if wait_ms <= 0:
-                return token
+                return token if gap_ms else ""
+            if paused and wait_ms / 1000 > max_wait:
+                raise SharedPause(wait_ms / 1000)
             await asyncio.sleep(wait_ms / 1000)
+
+    def pause(self, host: str, seconds: float) -> None:
+        task = asyncio.get_running_loop().create_task(self._record_pause(host, seconds))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _record_pause(self, host: str, seconds: float) -> None:
+        try:
+            await self._pause(keys=self._keys(host)[2:], args=[max(1, int(seconds * 1000))])
+        except Exception as e:  # this worker still pauses; the others learn from their own 429
+            log.warning("pause of %s not recorded in Redis: %s", host, e)
 
     def sent(self, host: str, token: str) -> None:
         # called from the transport as the bytes go out (not a coroutine): recorded right after

@@ -57,12 +57,26 @@ class Ticket:
             self._places.release()
 
 
+class SharedPause(Exception):
+    """The host is paused (a 429/503 seen by some worker) for longer than a request may wait."""
+
+    def __init__(self, seconds: float):
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
 class SharedTurns(Protocol):
     """Request starts to a host across every process of a scaled setup (see hostturns.py)."""
 
-    async def take(self, host: str, gap: float) -> str:
-        """Wait until no one else may start a request to `host` before ours is sent and `gap`
-        has passed since the last one was; returns the token of this turn."""
+    async def take(self, host: str, gap: float, max_wait: float = float("inf")) -> str:
+        """Wait until no one else may start a request to `host` before ours is sent, `gap` has
+        passed since the last one was, and no pause asked for by the host is running; returns
+        the token of this turn ('' when gap is 0: nothing to hold). Raises SharedPause when
+        the pause would outlast `max_wait`."""
+        ...
+
+    def pause(self, host: str, seconds: float) -> None:
+        """The host answered 429/503: no worker starts a request to it for `seconds`."""
         ...
 
     def sent(self, host: str, token: str) -> None:
@@ -102,6 +116,8 @@ class HostGate:
             retry_after = max(self.delay, 5.0) * 2 ** (self.strikes - 1)
         pause = min(retry_after, cap)
         self.paused_until = max(self.paused_until, time.monotonic() + pause)
+        if self.shared is not None:
+            self.shared.pause(self.host, pause)
         return pause
 
     def recovered(self) -> None:
@@ -130,10 +146,16 @@ class HostGate:
                         break
                     await asyncio.sleep(wait)
                 token = None
-                if self.shared is not None and self.delay > 0:
+                if self.shared is not None:
                     # other workers' requests to this host count too: the shared turn is held
-                    # until our bytes are sent (mark_sent), and the next one starts `delay` later
-                    token = self._turn = await self.shared.take(self.host, self.delay)
+                    # until our bytes are sent (mark_sent), and the next one starts `delay`
+                    # later; a 429/503 another worker got pauses us as well
+                    try:
+                        token = await self.shared.take(self.host, self.delay, max_wait)
+                    except SharedPause as e:
+                        raise HostPaused(url, "host-backoff", f"the host asked us to wait {e.seconds:.0f}s more "
+                                         f"(HTTP 429/503, seen by another worker)") from None
+                    token = self._turn = token or None
                 if ticket is not None:
                     await ticket.take()
                 await global_slots.acquire()

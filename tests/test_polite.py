@@ -43,3 +43,54 @@ def test_gap_holds_between_actual_starts_under_global_contention():
 def test_retry_after_forms_and_absurd_values_end_in_a_bounded_pause(value: str, pause: float):
     gate = Gates(concurrency=1, delay=5.0).get("http://h")
     assert gate.back_off(retry_after_seconds(value), cap=600.0) == pytest.approx(pause, abs=0.01)
+
+
+def test_a_429_one_worker_gets_pauses_the_host_for_every_worker(redis_server):
+    # fetchers with the host turns of a scaled setup, as separate workers have them
+    from archiver.config import FetchSettings
+    from archiver.fetch import Fetcher
+    from archiver.hostturns import RedisTurns
+
+    from .rawserver import RawServer, raw
+
+    arrivals: list[tuple[str, float]] = []
+
+    def timed(path: str, data: bytes):
+        inner = raw(data)
+
+        async def handler(reader, writer):
+            arrivals.append((path, time.monotonic()))
+            await inner(reader, writer)
+        return handler
+
+    routes = {"/slow-down": timed("/slow-down", b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\n"
+                                                b"Content-Length: 0\r\n\r\n"),
+              "/ok": timed("/ok", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")}
+    namespace = f"test-pause-{time.monotonic_ns()}"
+
+    async def go(srv: RawServer):
+        workers = []
+        for timeout in (30, 30, 1):
+            f = Fetcher(FetchSettings(allow_private_networks=True, per_host_delay=0, timeout=timeout))
+            f.gates.shared = RedisTurns(redis_server.url, namespace)
+            workers.append(f)
+        a, b, c = workers
+        try:
+            first = await a.fetch(srv.url("/slow-down"))
+            await asyncio.sleep(0.2)  # the pause reaches Redis
+            impatient = await c.fetch(srv.url("/ok"))  # may wait 1 s, the pause has ~1.8 s left
+            second = await b.fetch(srv.url("/ok"))
+            return first, impatient, second
+        finally:
+            for f in workers:
+                await f.gates.shared.aclose()
+                await f.aclose()
+
+    with RawServer(routes) as srv:
+        first, impatient, second = asyncio.run(go(srv))
+    assert first.final is not None and first.final.status == 429
+    assert impatient.error is not None and impatient.error.reason == "host-backoff"
+    assert "another worker" in str(impatient.error)
+    assert second.error is None and second.final is not None and second.final.status == 200
+    (p1, t1), (p2, t2) = arrivals
+    assert (p1, p2) == ("/slow-down", "/ok") and t2 - t1 >= 1.9, arrivals
