@@ -32,7 +32,7 @@ from .polite import Ticket
 from .recover import repair_storage
 from .topics import TopicMatcher
 from .urls import slug
-from .warc import RecordRef, WarcWriter, read_payload, sha1_b32
+from .warc import RecordRef, WarcWriter, read_payload, sha1_b32, utc_now as _now, warc_date as _iso
 from .warcfiles import WarcFiles, store_settings
 from .workers import ExtractorPool, WorkerDied
 
@@ -86,14 +86,6 @@ class PassResult:
 
 
 Progress = Callable[[str, int, int], None]  # (event, advance, total-delta)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _warc_date_of(row: CaptureRow) -> str:

@@ -9,7 +9,6 @@ settled and does nothing, or finds it unsettled and does the whole fetch again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import and_, func, select, update
@@ -18,12 +17,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from .discover import Candidate
 from .index import Index
 from .schema import claims, frontier
+from .warc import utc_now as _now
 
 QUEUED, FETCHING, SETTLED = "queued", "fetching", "settled"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _insert(index: Index, table: Any) -> Any:

@@ -21,6 +21,7 @@ from . import SOFTWARE, frontier
 from .config import LoadedConfig
 from .errors import ConfigError, ConfigProblem
 from .index import Index
+from .warc import utc_now as _now
 from .worker import pass_summary
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,6 @@ def scheduled_outlet(outlet_name: str) -> None:
     """The job each outlet's schedule fires (module level: the job store refers to it by name)."""
     if _CURRENT is not None:
         _CURRENT.start_pass(outlet_name)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Scheduler:

@@ -14,7 +14,6 @@ import logging
 import queue
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -24,14 +23,11 @@ from . import schema
 from .errors import StorageError
 from .index import Index
 from .stores import Store, file_sha256, local_path
+from .warc import utc_now as _now
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER = 30.0  # seconds before a failed copy is tried again
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def ship_file(index: Index, store: Store, path: Path) -> str:
@@ -72,7 +68,6 @@ class Shipper:
         self.index, self.store, self.worker = index, store, worker
         self._todo: queue.Queue[Path | None] = queue.Queue()
         self._failed: dict[Path, float] = {}
-        self.shipped = 0
         self._thread = threading.Thread(target=self._run, name="ship", daemon=True)
         self._thread.start()
 
@@ -93,7 +88,6 @@ class Shipper:
             try:
                 where = ship_file(self.index, self.store, path)
                 self._failed.pop(path, None)
-                self.shipped += 1
                 log.info("shipped %s to %s", path.name, where)
             except (StorageError, OSError) as e:
                 self._failed[path] = time.monotonic() + RETRY_AFTER

@@ -29,12 +29,18 @@ from warcio.archiveiterator import ArchiveIterator
 from . import faults
 from .errors import StorageError, os_reason
 from .stores import OPEN_SUFFIX, fsync_dir
+
 COPY_CHUNK = 1 << 16
 WRITE_CHUNK = 1 << 18  # compressed bytes gathered before a write() call
 
 
 def warc_date(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def utc_now() -> str:
+    """Now, as WARC-Date and every index timestamp have it."""
+    return warc_date(datetime.now(timezone.utc))
 
 
 def timestamp17(dt: datetime) -> str:

@@ -9,21 +9,22 @@ a reader held its old location is looked up again once, on the spot.
 
 from __future__ import annotations
 
-import threading
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, TYPE_CHECKING, Iterator
 
 from . import stores
 from .errors import StorageError
 from .index import Index
 from .stores import OPEN_SUFFIX, StoreSettings
 
+if TYPE_CHECKING:
+    from .config import StorageSettings
 
-def store_settings(storage: object) -> StoreSettings:
+
+def store_settings(storage: StorageSettings) -> StoreSettings:
     """StoreSettings from the config's `storage` section."""
-    return StoreSettings(getattr(storage, "ship_to", None), getattr(storage, "s3_endpoint", None),
-                         getattr(storage, "s3_region", None))
+    return StoreSettings(storage.ship_to, storage.s3_endpoint, storage.s3_region)
 
 
 class WarcFiles:
@@ -32,7 +33,6 @@ class WarcFiles:
         self.index = index
         self.settings = settings
         self._recorded: dict[str, tuple[str, str]] = {}  # name -> (location, state)
-        self._lock = threading.Lock()
 
     @classmethod
     def for_root(cls, root: Path, index: Index | None, settings: StoreSettings) -> "WarcFiles":
@@ -48,9 +48,9 @@ class WarcFiles:
     def _refresh(self) -> None:
         if self.index is None:
             return
-        got = self.index.rows("SELECT name, location, state FROM warc_files")
-        with self._lock:
-            self._recorded = {r["name"]: (r["location"], r["state"]) for r in got}
+        # replaced whole, never changed in place: threads of one reader may share it
+        self._recorded = {r["name"]: (r["location"], r["state"])
+                          for r in self.index.rows("SELECT name, location, state FROM warc_files")}
 
     def location(self, name: str, fresh: bool = False) -> str:
         """Where the file `name` (as a capture row has it: 'warc/NAME' or 'NAME') is now."""
