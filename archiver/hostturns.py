@@ -7,8 +7,10 @@ margin), and it is held until our own bytes go out; the time of that send, on Re
 Holding the turn to the send, not to the grant, is what keeps the gap at the server: a
 request may wait for a connection or a busy event loop after its turn was granted.
 
-A host that answers 429 or 503 is paused for every worker (its Retry-After, capped as for
-a single process): one worker's answer stops the others' requests too.
+At most `fetch.per_host_concurrency` requests to a host are in flight across all workers
+(each an entry that expires if its worker dies). A host that answers 429 or 503 is paused
+for every worker (its Retry-After, capped as for a single process): one worker's answer
+stops the others' requests too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import Any, Coroutine
 
 from .polite import SharedPause
 
@@ -26,21 +29,41 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: last-sent, holder, paused-until. ARGV: gap ms, token, lease ms.
-# Returns {0, 0} (granted), {ms to wait, 0} or {ms of pause left, 1}. With a gap of 0 only
-# a pause is checked: nothing is held, so hosts without a delay cost one round trip.
+# KEYS: last-sent, holder, paused-until, in-flight (sorted set: token -> expiry).
+# ARGV: gap ms, token, lease ms, limit, in-flight ttl ms.
+# Returns {0, 0} (granted), {ms to wait, 0} or {ms of pause left, 1}. With a gap of 0 no
+# turn is held: only the pause and the number in flight are checked.
 _TAKE = _CLOCK + """
 local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
 if now < paused then return {paused - now, 1} end
-if tonumber(ARGV[1]) == 0 then return {0, 0} end
-local holder = redis.call('GET', KEYS[2])
-if holder and holder ~= ARGV[2] then
-  return {math.max(1, math.min(20, redis.call('PTTL', KEYS[2]))), 0}
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[4]) then return {25, 0} end
+if tonumber(ARGV[1]) > 0 then
+  local holder = redis.call('GET', KEYS[2])
+  if holder and holder ~= ARGV[2] then
+    return {math.max(1, math.min(20, redis.call('PTTL', KEYS[2]))), 0}
+  end
+  local ready = tonumber(redis.call('GET', KEYS[1]) or '0') + tonumber(ARGV[1])
+  if now < ready then return {ready - now, 0} end
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', tonumber(ARGV[3]))
 end
-local ready = tonumber(redis.call('GET', KEYS[1]) or '0') + tonumber(ARGV[1])
-if now < ready then return {ready - now, 0} end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', tonumber(ARGV[3]))
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), ARGV[2])
+redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]))
 return {0, 0}
+"""
+
+# KEYS: last-sent, holder. ARGV: token, gap ms. The bytes went out: the next gap starts now.
+_SENT = _CLOCK + """
+redis.call('SET', KEYS[1], now, 'PX', tonumber(ARGV[2]) + 60000)
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+# KEYS: holder, in-flight. ARGV: token. The request is over.
+_DONE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
 """
 
 # KEYS: paused-until. ARGV: pause ms. A longer pause already running is kept.
@@ -52,71 +75,71 @@ end
 return 1
 """
 
-# KEYS: last-sent, holder. ARGV: token, gap ms, sent (1) or given back (0).
-_END = _CLOCK + """
-if ARGV[3] == '1' then
-  redis.call('SET', KEYS[1], now, 'PX', tonumber(ARGV[2]) + 60000)
-end
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-return 1
-"""
-
 MARGIN = 0.05  # seconds added to every gap: the send is recorded a little after it happens
 LEASE_MS = 15_000  # a turn not ended by then (its holder died) is free again
 
 
 class RedisTurns:
-    def __init__(self, url: str, namespace: str = "archiver"):
+    def __init__(self, url: str, namespace: str = "archiver", in_flight_ttl: float = 300.0):
         import redis.asyncio as aioredis
 
         self._client = aioredis.Redis.from_url(url)
         self._take = self._client.register_script(_TAKE)
-        self._end = self._client.register_script(_END)
+        self._sent = self._client.register_script(_SENT)
+        self._done = self._client.register_script(_DONE)
         self._pause = self._client.register_script(_PAUSE)
         self._prefix = f"{namespace}:host:"
+        # a request of a worker that died stops counting as in flight after this long
+        self._ttl_ms = int(in_flight_ttl * 1000)
         self._gaps: dict[str, int] = {}
         self._pending: set[asyncio.Task[None]] = set()
 
-    def _keys(self, host: str) -> list[str]:
-        return [f"{self._prefix}{host}:sent", f"{self._prefix}{host}:turn", f"{self._prefix}{host}:paused"]
+    def _key(self, host: str, what: str) -> str:
+        return f"{self._prefix}{host}:{what}"
 
-    async def take(self, host: str, gap: float, max_wait: float = float("inf")) -> str:
+    async def take(self, host: str, gap: float, limit: int, max_wait: float = float("inf")) -> str:
         token = uuid.uuid4().hex
         gap_ms = self._gaps[host] = int((gap + MARGIN) * 1000) if gap > 0 else 0
+        keys = [self._key(host, k) for k in ("sent", "turn", "paused", "inflight")]
         while True:
-            wait_ms, paused = (int(x) for x in await self._take(keys=self._keys(host),
-                                                                args=[gap_ms, token, LEASE_MS]))
+            wait_ms, paused = (int(x) for x in await self._take(keys=keys,
+                                                                args=[gap_ms, token, LEASE_MS, limit, self._ttl_ms]))
             if wait_ms <= 0:
-                return token if gap_ms else ""
+                return token
             if paused and wait_ms / 1000 > max_wait:
                 raise SharedPause(wait_ms / 1000)
             await asyncio.sleep(wait_ms / 1000)
 
     def pause(self, host: str, seconds: float) -> None:
-        task = asyncio.get_running_loop().create_task(self._record_pause(host, seconds))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._background(self._record_pause(host, seconds))
 
     async def _record_pause(self, host: str, seconds: float) -> None:
         try:
-            await self._pause(keys=self._keys(host)[2:], args=[max(1, int(seconds * 1000))])
+            await self._pause(keys=[self._key(host, "paused")], args=[max(1, int(seconds * 1000))])
         except Exception as e:  # this worker still pauses; the others learn from their own 429
             log.warning("pause of %s not recorded in Redis: %s", host, e)
 
     def sent(self, host: str, token: str) -> None:
         # called from the transport as the bytes go out (not a coroutine): recorded right after
-        task = asyncio.get_running_loop().create_task(self._finish(host, token, True))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._background(self._record_sent(host, token))
 
-    async def give_back(self, host: str, token: str) -> None:
-        await self._finish(host, token, False)
-
-    async def _finish(self, host: str, token: str, sent: bool) -> None:
+    async def _record_sent(self, host: str, token: str) -> None:
         try:
-            await self._end(keys=self._keys(host), args=[token, self._gaps.get(host, 0), "1" if sent else "0"])
+            await self._sent(keys=[self._key(host, "sent"), self._key(host, "turn")],
+                             args=[token, self._gaps.get(host, 0)])
         except Exception as e:  # the lease runs out by itself; the next turn waits for that
             log.warning("host turn of %s not ended in Redis: %s", host, e)
+
+    async def done(self, host: str, token: str) -> None:
+        try:
+            await self._done(keys=[self._key(host, "turn"), self._key(host, "inflight")], args=[token])
+        except Exception as e:  # the entries expire by themselves
+            log.warning("request to %s not marked done in Redis: %s", host, e)
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def aclose(self) -> None:
         if self._pending:

@@ -68,11 +68,11 @@ class SharedPause(Exception):
 class SharedTurns(Protocol):
     """Request starts to a host across every process of a scaled setup (see hostturns.py)."""
 
-    async def take(self, host: str, gap: float, max_wait: float = float("inf")) -> str:
-        """Wait until no one else may start a request to `host` before ours is sent, `gap` has
-        passed since the last one was, and no pause asked for by the host is running; returns
-        the token of this turn ('' when gap is 0: nothing to hold). Raises SharedPause when
-        the pause would outlast `max_wait`."""
+    async def take(self, host: str, gap: float, limit: int, max_wait: float = float("inf")) -> str:
+        """Wait until fewer than `limit` requests to `host` are in flight across all workers,
+        no one else may start one before ours is sent, `gap` has passed since the last one
+        was, and no pause asked for by the host is running; returns the token of this request
+        (in flight until done()). Raises SharedPause when the pause would outlast `max_wait`."""
         ...
 
     def pause(self, host: str, seconds: float) -> None:
@@ -83,8 +83,9 @@ class SharedTurns(Protocol):
         """Our request's bytes went out: the next turn counts its gap from now."""
         ...
 
-    async def give_back(self, host: str, token: str) -> None:
-        """The turn ends without a request sent (it failed before, or was not needed)."""
+    async def done(self, host: str, token: str) -> None:
+        """The request is over (answered, failed, or never sent): it is no longer in flight,
+        and its turn, if still held, is given back."""
         ...
 
 
@@ -101,6 +102,7 @@ class HostGate:
     def __init__(self, concurrency: int, delay: float, host: str = "", shared: SharedTurns | None = None):
         self.host = host
         self.shared = shared
+        self.concurrency = concurrency
         self._turn: str | None = None  # the shared turn this process holds for the host, until sent
         self._sem = asyncio.Semaphore(concurrency)
         self._lock = asyncio.Lock()
@@ -147,26 +149,35 @@ class HostGate:
                     await asyncio.sleep(wait)
                 token = None
                 if self.shared is not None:
-                    # other workers' requests to this host count too: the shared turn is held
-                    # until our bytes are sent (mark_sent), and the next one starts `delay`
-                    # later; a 429/503 another worker got pauses us as well
+                    # other workers' requests to this host count too: at most `concurrency`
+                    # in flight across all of them, the turn held until our bytes are sent
+                    # (mark_sent) and the next one `delay` later; another worker's 429/503
+                    # pauses us as well
                     try:
-                        token = await self.shared.take(self.host, self.delay, max_wait)
+                        token = await self.shared.take(self.host, self.delay, self.concurrency, max_wait)
                     except SharedPause as e:
                         raise HostPaused(url, "host-backoff", f"the host asked us to wait {e.seconds:.0f}s more "
                                          f"(HTTP 429/503, seen by another worker)") from None
-                    token = self._turn = token or None
-                if ticket is not None:
-                    await ticket.take()
-                await global_slots.acquire()
+                    self._turn = token if self.delay > 0 else None
+                try:
+                    if ticket is not None:
+                        await ticket.take()
+                    await global_slots.acquire()
+                except BaseException:
+                    await self._done(token)
+                    raise
                 self._last_start = time.monotonic()
             try:
                 yield
             finally:
                 global_slots.release()
-                if token is not None and self._turn == token and self.shared is not None:
-                    self._turn = None
-                    await self.shared.give_back(self.host, token)
+                await self._done(token)
+
+    async def _done(self, token: str | None) -> None:
+        if token is not None and self.shared is not None:
+            if self._turn == token:
+                self._turn = None
+            await self.shared.done(self.host, token)
 
 
 class Gates:

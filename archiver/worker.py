@@ -196,7 +196,9 @@ class WorkerProcess:
         self.crawler.adopt_spool()
 
     async def _make_turns(self, url: str) -> RedisTurns:
-        return RedisTurns(url)
+        # a request lasts at most a few timeouts (connect, headers, body); past that an entry
+        # left by a worker that died stops counting against the host
+        return RedisTurns(url, in_flight_ttl=3 * self.cfg.config.fetch.timeout + 30)
 
     async def _make_pass(self) -> ClusterPass:
         return ClusterPass(self.cfg, self.index, self.name, self.turns)

@@ -94,3 +94,46 @@ def test_a_429_one_worker_gets_pauses_the_host_for_every_worker(redis_server):
     assert second.error is None and second.final is not None and second.final.status == 200
     (p1, t1), (p2, t2) = arrivals
     assert (p1, p2) == ("/slow-down", "/ok") and t2 - t1 >= 1.9, arrivals
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_per_host_concurrency_holds_across_workers(redis_server, limit: int):
+    # three workers, each allowed `limit` requests to the host, fetch six slow pages at once:
+    # the server never has more than `limit` of them in flight
+    from archiver.config import FetchSettings
+    from archiver.fetch import Fetcher
+    from archiver.hostturns import RedisTurns
+
+    from .rawserver import RawServer
+
+    now_serving, most = [0], [0]
+
+    async def slow(reader, writer):
+        now_serving[0] += 1
+        most[0] = max(most[0], now_serving[0])
+        await asyncio.sleep(0.4)
+        now_serving[0] -= 1
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    namespace = f"test-concurrency-{time.monotonic_ns()}"
+
+    async def go(srv: RawServer):
+        workers = []
+        for _ in range(3):
+            f = Fetcher(FetchSettings(allow_private_networks=True, per_host_delay=0, per_host_concurrency=limit))
+            f.gates.shared = RedisTurns(redis_server.url, namespace)
+            workers.append(f)
+        try:
+            return await asyncio.gather(*(f.fetch(srv.url(f"/page-{i}-{j}")) for i, f in enumerate(workers)
+                                          for j in range(2)))
+        finally:
+            for f in workers:
+                await f.gates.shared.aclose()
+                await f.aclose()
+
+    with RawServer({f"/page-{i}-{j}": slow for i in range(3) for j in range(2)}) as srv:
+        results = asyncio.run(go(srv))
+    assert all(r.error is None and r.final.status == 200 for r in results)
+    assert most[0] == limit
