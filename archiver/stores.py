@@ -221,16 +221,3 @@ def local_copy(location: str, settings: StoreSettings, scratch: Path | None = No
         yield Path(tmp)
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-def exists(location: str, settings: StoreSettings) -> bool:
-    path = local_path(location)
-    if path is not None:
-        return path.exists() or Path(str(path) + OPEN_SUFFIX).exists()
-    bucket, key = s3_parts(location)
-    try:
-        s3_client(settings).head_object(Bucket=bucket, Key=key)
-        return True
-    except Exception:
-        return False
-
