@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import SOFTWARE, __version__
+from . import SOFTWARE, __version__, faults
 from .blocked import block_reason
 from .config import LoadedConfig, Outlet
 from .decode import decode_text, maybe_gunzip
@@ -259,8 +259,10 @@ class Pass:
         prev = self.index.latest(url, (kind,))
         result = await self.fetcher.fetch(url, extra_headers=self._validators(prev))
         try:
+            faults.check("document", url)
             self._archive_robots(result, outlet, pass_id)
             for hop in result.hops[:-1]:
+                faults.check("redirect", hop.url)
                 self._archive_plain(hop, outlet, "redirect", pass_id)
             final = result.final
             if result.error is not None or final is None:
@@ -296,6 +298,17 @@ class Pass:
         log.warning("%s: %s", outlet, problem)
         self.index.note_error(doc.capture_id, problem)
 
+    def _document_failed(self, e: Exception, url: str, doc: Document | None, outlet: str, kind: str,
+                         pass_id: int, stats: OutletStats) -> None:
+        """An unexpected exception while fetching or reading one discovery document: that
+        document's failure (on its row if it was archived, else a failed row), not the pass's."""
+        reason = _unexpected(e, f"{kind} {url}")
+        if doc is not None:
+            self._unusable(doc, reason, outlet, stats)
+        else:
+            stats.errors.append(reason)
+            self._fail(url, outlet, kind, pass_id, FAILED, reason)
+
     def _stored_payload(self, row: CaptureRow) -> bytes:
         """The entity body of an earlier capture, wherever its WARC file is now."""
         assert row.warc_file is not None and row.warc_offset is not None
@@ -321,25 +334,39 @@ class Pass:
                     prev.title, prev.summary = c.title, c.summary or prev.summary
 
         async def feed(url: str) -> None:
-            got = await self._fetch_document(url, outlet.name, "feed", pass_id, stats)
-            if got is None:
-                return
+            got = None
             try:
-                # parsed off the event loop: a huge feed must not stall the other fetches
-                parsed = await self._off_loop(parse_feed, got.body, url, got.content_type)
-            except DiscoveryError as e:
-                self._unusable(got, str(e), outlet.name, stats)
-                return
-            if parsed.problem:
-                self._unusable(got, parsed.problem, outlet.name, stats)
-            add(parsed.entries, got.record_id)
+                got = await self._fetch_document(url, outlet.name, "feed", pass_id, stats)
+                if got is None:
+                    return
+                faults.check("parse", url)
+                try:
+                    # parsed off the event loop: a huge feed must not stall the other fetches
+                    parsed = await self._off_loop(parse_feed, got.body, url, got.content_type)
+                except DiscoveryError as e:
+                    self._unusable(got, str(e), outlet.name, stats)
+                    return
+                if parsed.problem:
+                    self._unusable(got, parsed.problem, outlet.name, stats)
+                add(parsed.entries, got.record_id)
+            except StorageError:
+                raise
+            except Exception as e:
+                self._document_failed(e, url, got, outlet.name, "feed", pass_id, stats)
 
         async def page(url: str, kind: str) -> None:
-            got = await self._fetch_document(url, outlet.name, kind, pass_id, stats)
-            if got is None:
-                return
-            text = decode_text(got.body, got.content_type).text
-            add(await self._off_loop(listing_links, text, got.url, kind), got.record_id)
+            got = None
+            try:
+                got = await self._fetch_document(url, outlet.name, kind, pass_id, stats)
+                if got is None:
+                    return
+                faults.check("parse", url)
+                text = decode_text(got.body, got.content_type).text
+                add(await self._off_loop(listing_links, text, got.url, kind), got.record_id)
+            except StorageError:
+                raise
+            except Exception as e:
+                self._document_failed(e, url, got, outlet.name, kind, pass_id, stats)
 
         sitemap_urls = [u for u in outlet.sitemaps if u != "auto"]
         if "auto" in outlet.sitemaps:
@@ -361,19 +388,26 @@ class Pass:
                 if url in seen:
                     continue
                 seen.add(url)
-                got = await self._fetch_document(url, outlet.name, "sitemap", pass_id, stats)
-                if got is None:
-                    continue
+                got = None
                 try:
-                    sm = await self._off_loop(_read_sitemap, got.body, url, self.cfg.config.fetch.max_decoded_bytes,
-                                              limits.max_age_days)
-                except DiscoveryError as e:
-                    self._unusable(got, str(e), outlet.name, stats)
-                    continue
-                if sm.problem:
-                    self._unusable(got, sm.problem, outlet.name, stats)
-                add(sm.urls, got.record_id)
-                queue.extend(u for u in sm.sitemaps if u not in seen)
+                    got = await self._fetch_document(url, outlet.name, "sitemap", pass_id, stats)
+                    if got is None:
+                        continue
+                    faults.check("parse", url)
+                    try:
+                        sm = await self._off_loop(_read_sitemap, got.body, url,
+                                                  self.cfg.config.fetch.max_decoded_bytes, limits.max_age_days)
+                    except DiscoveryError as e:
+                        self._unusable(got, str(e), outlet.name, stats)
+                        continue
+                    if sm.problem:
+                        self._unusable(got, sm.problem, outlet.name, stats)
+                    add(sm.urls, got.record_id)
+                    queue.extend(u for u in sm.sitemaps if u not in seen)
+                except StorageError:
+                    raise
+                except Exception as e:
+                    self._document_failed(e, url, got, outlet.name, "sitemap", pass_id, stats)
 
         terms = sorted({t for topic in self.cfg.topics_for(outlet) for t in (*topic.any, *topic.all)})
         jobs = [feed(u) for u in outlet.feeds]
@@ -387,7 +421,19 @@ class Pass:
 
     async def article(self, c: Candidate, outlet: Outlet, matcher: TopicMatcher, pass_id: int,
                       stats: OutletStats, previous: CaptureRow | None = None) -> None:
-        """Fetch a candidate; with `previous` (the URL's last capture) it is a conditional refetch."""
+        """Fetch a candidate; with `previous` (the URL's last capture) it is a conditional refetch.
+        Whatever goes wrong with this one candidate is its failure row; the pass goes on (only
+        storage failures, which would cost every later capture too, stop it)."""
+        try:
+            await self._candidate(c, outlet, matcher, pass_id, stats, previous)
+        except StorageError:
+            raise
+        except Exception as e:
+            stats.failed += 1
+            self._fail(c.url, outlet.name, "article", pass_id, FAILED, _unexpected(e, f"article {c.url}"), via=c)
+
+    async def _candidate(self, c: Candidate, outlet: Outlet, matcher: TopicMatcher, pass_id: int,
+                         stats: OutletStats, previous: CaptureRow | None = None) -> None:
         full = self.index.latest(previous.final_url, ("article",)) if previous and previous.final_url else None
         ticket = Ticket(self.places)
         try:
@@ -398,6 +444,7 @@ class Pass:
             ticket.release()
             raise
         try:
+            faults.check("candidate", c.url)
             if previous is not None and full is not None and await self._refetch_same(result, c, outlet, pass_id,
                                                                                        stats, previous, full):
                 return
@@ -467,12 +514,14 @@ class Pass:
             self._fail(c.url, name, "article", pass_id, FAILED, str(e), via=c, final=final)
             log.warning("%s: %s: %s", name, final.url, e)
             return
+        faults.check("extract", final.url)
         # checked after the last await: from here to the index row nothing else runs
         if self._kept_already(final.url, c, stats):
             self._fail(c.url, name, "article", pass_id, DUPLICATE,
                        f"same page as {final.url}, already archived in this pass", via=c, final=final)
             return
         # the page decides; every place each matched term was seen, feed hints included, is recorded
+        faults.check("decide", final.url)
         seen = matcher.terms_in({"feed_title": c.title, "feed_summary": c.summary, "page_title": ex.title,
                                  "body": ex.body_text})
         on_page = {t: ws for t, ws in ((t, [w for w in ws if w in ("page_title", "body")]) for t, ws in seen.items())
@@ -501,9 +550,11 @@ class Pass:
             return
         redirect_ids = []
         for hop in result.hops[:-1]:
+            faults.check("redirect", hop.url)
             _, hop_ref = self._archive(hop)
             redirect_ids.append(hop_ref.record_id)
         refs = self._archive(final)
+        faults.check("keep", final.url)
         resp_ref = refs[1]
         now = datetime.now(timezone.utc)
         article_bytes = ex.article_text.encode("utf-8")
@@ -638,6 +689,14 @@ class Pass:
             except StorageError as e:  # the index may be on the disk that filled up
                 log.error("%s: pass end not recorded: %s", outlet.name, e)
         return stats
+
+
+def _unexpected(e: Exception, what: str) -> str:
+    """The reason an unexpected exception gives one item's failure row; logged with its traceback,
+    since it is a defect (or a case nobody foresaw) worth a report."""
+    reason = f"{type(e).__name__}: {e}"
+    log.error("%s failed unexpectedly: %s", what, reason, exc_info=e)
+    return f"unexpected error: {reason}"
 
 
 def _read_sitemap(body: bytes, url: str, max_decoded: int, max_age_days: float | None) -> SitemapResult:

@@ -3,7 +3,8 @@
 Content decoding is capped (`max_out` bytes) so a gzip bomb costs one truncated decode, not
 the process. Charset detection follows the WHATWG order closely enough for news pages:
 BOM, then the HTTP header, then a <meta> prescan, then UTF-8 if the bytes are valid UTF-8,
-else windows-1252. Labels are mapped the WHATWG way (latin-1/ascii mean windows-1252).
+else windows-1252. Only the WHATWG standard's labels count (see charsets.py): latin-1/ascii
+mean windows-1252, and names of codecs that are not text encodings are ignored.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import codecs
 import re
 import zlib
 from dataclasses import dataclass
+
+from .charsets import REPLACEMENT, USER_DEFINED, codec_for, decode
 
 try:  # a dependency; brotli >= 1.2 is needed for its output cap (a brotli bomb is otherwise unbounded)
     import brotli  # type: ignore
@@ -93,32 +96,15 @@ def maybe_gunzip(data: bytes, max_out: int) -> bytes:
     return data
 
 
-_WHATWG_ALIASES = {
-    "latin1": "cp1252", "latin-1": "cp1252", "iso-8859-1": "cp1252", "iso8859-1": "cp1252",
-    "iso_8859-1": "cp1252", "l1": "cp1252", "us-ascii": "cp1252", "ascii": "cp1252",
-    "windows-1252": "cp1252", "x-cp1252": "cp1252", "cp819": "cp1252", "iso-ir-100": "cp1252",
-    "tis-620": "cp874", "iso-8859-9": "cp1254", "x-sjis": "shift_jis", "gb2312": "gb18030",
-    "gbk": "gb18030", "x-gbk": "gb18030", "utf8": "utf-8", "unicode-1-1-utf-8": "utf-8",
-}
-
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([\w.:-]+)", re.IGNORECASE)
 
 
 def normalize_charset(label: str | None) -> str | None:
-    if not label:
-        return None
-    low = label.strip().lower()
-    name = _WHATWG_ALIASES.get(low, low)
-    try:
-        info = codecs.lookup(name)
-    except LookupError:
-        return None
-    if info.name in ("latin-1", "iso8859-1", "ascii"):
-        return "cp1252"
-    if info.name.startswith("utf-16"):
-        return None  # a meta tag claiming UTF-16 on bytes we could read is always wrong
-    return info.name
+    """The Python codec for a charset label, if it names a text encoding of the WHATWG
+    standard that Python can decode as such; None otherwise (unknown labels, rot13, base64...)."""
+    codec = codec_for(label)
+    return None if codec in (REPLACEMENT, USER_DEFINED) else codec
 
 
 @dataclass(frozen=True)
@@ -129,15 +115,25 @@ class DecodedText:
 
 
 def sniff_charset(body: bytes, content_type: str | None) -> tuple[str, str]:
+    """(codec, source) in the WHATWG order; the codec may be charsets.REPLACEMENT or
+    USER_DEFINED, so decode with `charsets.decode`. A label that is not a text encoding is
+    skipped, falling through to the next source, as browsers do."""
     if body.startswith(codecs.BOM_UTF8):
         return "utf-8", "bom"
-    if body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16", "bom"
+    if body.startswith(codecs.BOM_UTF16_LE):
+        return "utf-16-le", "bom"
+    if body.startswith(codecs.BOM_UTF16_BE):
+        return "utf-16-be", "bom"
     m = _HEADER_CHARSET.search(content_type or "")
-    if m and (cs := normalize_charset(m.group(1))):
+    if m and (cs := codec_for(m.group(1))):
         return cs, "header"
     m2 = _META_CHARSET.search(body[:4096])
-    if m2 and (cs := normalize_charset(m2.group(1).decode("ascii", "replace"))):
+    if m2 and (cs := codec_for(m2.group(1).decode("ascii", "replace"))):
+        # a <meta> readable as ASCII cannot be UTF-16; the standard reads such pages as UTF-8
+        if cs.startswith("utf-16"):
+            cs = "utf-8"
+        elif cs == USER_DEFINED:
+            cs = "cp1252"
         return cs, "meta"
     try:
         body.decode("utf-8")
@@ -151,6 +147,6 @@ def sniff_charset(body: bytes, content_type: str | None) -> tuple[str, str]:
 def decode_text(body: bytes, content_type: str | None) -> DecodedText:
     """Text of an HTML/XML body; undecodable bytes become U+FFFD, never an exception."""
     charset, source = sniff_charset(body, content_type)
-    if charset == "utf-8" and body.startswith(codecs.BOM_UTF8):
-        body = body[3:]
-    return DecodedText(body.decode(charset, errors="replace"), charset, source)
+    if source == "bom":
+        body = body[3:] if charset == "utf-8" else body[2:]
+    return DecodedText(decode(body, charset), charset, source)

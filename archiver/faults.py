@@ -44,3 +44,27 @@ def reached(point: str, before: Callable[[], object] | None = None) -> None:
         if before is not None:
             before()
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+# Failure points: `ARCHIVER_FAIL_AT=STAGE:TEXT` makes the stage raise InjectedFault for every
+# item whose URL contains TEXT. The tests use them to show that a failure in any stage costs
+# only that item (its failure row), never the outlet's pass.
+STAGES = ("document", "parse", "candidate", "redirect", "extract", "decide", "keep")
+
+
+class InjectedFault(RuntimeError):
+    """Raised at a failure point; never raised unless ARCHIVER_FAIL_AT (or `FAIL_AT`) names it."""
+
+
+def _fail_at() -> tuple[str, str] | None:
+    stage, _, text = os.environ.get("ARCHIVER_FAIL_AT", "").partition(":")
+    return (stage, text) if stage in STAGES and text else None
+
+
+FAIL_AT = _fail_at()
+
+
+def check(stage: str, url: str) -> None:
+    """Raise InjectedFault here if the armed failure point names this stage and URL."""
+    if FAIL_AT is not None and FAIL_AT[0] == stage and FAIL_AT[1] in url:
+        raise InjectedFault(f"injected failure at {stage} for {url}")

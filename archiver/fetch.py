@@ -149,6 +149,16 @@ class _Transport(httpx.AsyncHTTPTransport):
             keepalive_expiry=5.0, http1=True, http2=False, retries=0, network_backend=backend)
 
 
+class _Client(httpx.AsyncClient):
+    """An AsyncClient that never builds a redirect request. Fetcher follows redirects itself,
+    hop by hop, from the Location it parses (`Response.location`); httpx still builds the next
+    request for every redirect it returns and raises on a Location it could not follow (data:,
+    javascript:, mailto:, hosts it cannot encode), which would cost the answer already received."""
+
+    def _build_redirect_request(self, request: httpx.Request, response: httpx.Response) -> httpx.Request:
+        return request
+
+
 class Fetcher:
     """Fetches URLs politely; call `aclose()` when done."""
 
@@ -178,8 +188,8 @@ class Fetcher:
             # a backend per host, so the wire can tell this host's gate when a request really goes out
             backend = RecordingBackend(self.settings.allow_private_networks, on_send=self.gates.get(host).mark_sent)
             transport = _Transport(backend, self.settings.per_host_concurrency, self._ssl)
-            client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False,
-                                       timeout=httpx.Timeout(self.settings.timeout), headers=self._headers)
+            client = _Client(transport=transport, follow_redirects=False, trust_env=False,
+                             timeout=httpx.Timeout(self.settings.timeout), headers=self._headers)
             self._clients[host] = client
         return client
 
@@ -209,7 +219,11 @@ class Fetcher:
         secret = self.credentials.get(host)
         if secret:
             extra_headers = {**(extra_headers or {}), **secret}
-        request = client.build_request("GET", url, headers=extra_headers)
+        try:
+            request = client.build_request("GET", url, headers=extra_headers)
+        except (httpx.InvalidURL, UnicodeError, ValueError) as e:
+            # hosts httpx will not encode (999.1.1.1, 1.2.3.04, xn--a.com): this URL's failure only
+            raise FetchError(url, "bad-url", str(e) or type(e).__name__) from None
         recorder = _Recorder(self.settings.max_body_bytes)
         gate = self.gates.get(host)
         async with gate.slot(self._global, url, max_wait=self.settings.timeout, ticket=ticket):
@@ -286,7 +300,11 @@ class Fetcher:
                     return result
             try:
                 resp = await self._exchange(current, decoded_cap, extra_headers, ticket)
-            except FetchError as e:
+            except Exception as e:
+                if not isinstance(e, FetchError):
+                    # whatever else one exchange raises is that URL's failure, never the caller's
+                    log.warning("fetch of %s failed unexpectedly", current, exc_info=True)
+                    e = FetchError(current, "error", f"{type(e).__name__}: {e}")
                 result.error = e
                 log.info("fetch failed: %s", e)
                 if self.observer is not None:
