@@ -1,5 +1,8 @@
 """robots.txt per host (RFC 9309) with Protego; every robots.txt response is archived too.
 
+The body is decoded by its BOM and stripped of unknown lines before Protego reads it (see
+`robots_text`), so groups are read as RFC 9309 and Google read them.
+
 Unreachable robots.txt (5xx, network error) means "disallow everything" for this pass, as
 RFC 9309 asks; 4xx means "no rules".
 """
@@ -7,6 +10,7 @@ RFC 9309 asks; 4xx means "no rules".
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 import time
 from dataclasses import dataclass, field
@@ -50,6 +54,39 @@ class RobotsRules:
 
     def sitemaps(self) -> list[str]:
         return list(self.parser.sitemaps) if self.parser is not None else []
+
+
+# Field names that are part of robots.txt (RFC 9309, plus the extensions and misspellings that
+# Google's parser and Protego accept). Anything else is dropped before parsing: RFC 9309 and
+# Google ignore unknown lines, while Protego lets one end a group of User-agent lines.
+_KNOWN_FIELDS = frozenset({
+    "user-agent", "useragent", "user agent", "allow", "disallow", "dissallow", "dissalow", "disalow",
+    "diasllow", "disallaw", "sitemap", "sitemaps", "site-map", "crawl-delay", "crawl delay",
+    "request-rate", "request rate", "visit-time", "visit time", "host",
+})
+
+
+def robots_text(body: bytes) -> str:
+    """A robots.txt body as the text to parse: decoded by its BOM (UTF-8, UTF-16 LE/BE), else
+    as UTF-8 with replacement (RFC 9309), and with lines of unknown fields left out."""
+    if body.startswith(codecs.BOM_UTF8):
+        text = body[3:].decode("utf-8", errors="replace")
+    elif body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text = body.decode("utf-16", errors="replace")
+    else:
+        text = body.decode("utf-8", errors="replace")
+    text = text.removeprefix("\ufeff")  # text that carried its own U+FEFF after the BOM
+    return "\n".join(line for line in text.splitlines() if _known_line(line))
+
+
+def _known_line(line: str) -> bool:
+    s = line.split("#", 1)[0].strip()
+    if not s:
+        return False
+    if ":" in s and s.split(":", 1)[0].strip().lower() in _KNOWN_FIELDS:
+        return True
+    words = s.lower().replace(":", " ").split()
+    return any(" ".join(words[:n]) in _KNOWN_FIELDS for n in (1, 2))
 
 
 class RobotsCache:
@@ -98,9 +135,8 @@ class RobotsCache:
                 body = body[: body.rfind(b"\n") + 1]
                 log.warning("robots.txt of %s is over %d bytes; its first %d bytes of whole lines are used",
                             host, MAX_ROBOTS_BYTES, len(body))
-            text = body.decode("utf-8", errors="replace")
             try:
-                rules.parser = Protego.parse(text)
+                rules.parser = Protego.parse(robots_text(body))
             except Exception as e:  # a broken robots.txt means no usable rules, not a crash
                 log.warning("robots.txt of %s does not parse (%s); treating as no rules", host, e)
         if rules.parser is not None:
