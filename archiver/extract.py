@@ -17,6 +17,7 @@ from lxml import etree, html
 
 from . import faults
 from .decode import decode_text
+from .htmldoc import parse_document
 from .pagetext import RENDERER_NAME, RENDERER_VERSION, render_html, render_tree
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ logging.getLogger("readability.readability").setLevel(logging.WARNING)
 
 # Bump whenever the clean-up after readability changes what comes out: the version is
 # provenance, and `archiver verify` names it when re-derived text differs.
-ARTICLE_RULES_VERSION = "3"  # 3: pages are read up to MAX_PAGE_BYTES
+ARTICLE_RULES_VERSION = "4"  # 3: pages are read up to MAX_PAGE_BYTES; 4: pages with an XML declaration
 EXTRACTOR_NAME = "readability-lxml"
 try:
     _READABILITY_VERSION = version("readability-lxml")
@@ -205,7 +206,7 @@ def extract(markup: str, page: bool = True) -> Extraction:
     """Extract article (and, with `page`, the whole-page text) from a decoded HTML document;
     never raises on bad HTML. The document is parsed once; readability gets the same tree."""
     try:
-        root = html.document_fromstring(markup)
+        root = parse_document(markup)
     except (etree.ParserError, ValueError):
         return Extraction("", "", "", "", "", "", "")
     # readability drops and rewrites nodes; everything read from `root` is read before it runs

@@ -25,8 +25,10 @@ import unicodedata
 
 from lxml import etree, html
 
+from .htmldoc import parse_document
+
 RENDERER_NAME = "archiver-pagetext"
-RENDERER_VERSION = "2"  # 2: pages are read up to extract.MAX_PAGE_BYTES
+RENDERER_VERSION = "3"  # 2: pages are read up to extract.MAX_PAGE_BYTES; 3: pages with an XML declaration
 
 _DROP = frozenset({"script", "style", "noscript", "template", "head", "svg", "iframe", "object", "embed",
                    "canvas", "select", "option", "textarea", "input", "button", "audio", "video", "source",
@@ -164,7 +166,7 @@ def render_html(markup: str | bytes) -> str:
     if not markup or not (markup.strip() if isinstance(markup, str) else markup.strip()):
         return ""
     try:
-        root = html.document_fromstring(markup)
+        root = parse_document(markup) if isinstance(markup, str) else html.document_fromstring(markup)
     except (etree.ParserError, ValueError):
         return ""
     return render_tree(root)
