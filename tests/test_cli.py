@@ -67,3 +67,16 @@ def test_demo_archives_the_sample_outlet(tmp_path: Path):
     warcs = list((tmp_path / "demo" / "warc").glob("*.warc.gz"))
     assert len(warcs) == 1 and not list((tmp_path / "demo" / "warc").glob("*.open"))
     assert len(list((tmp_path / "demo" / "text").rglob("*.article.txt"))) == 7
+
+
+def test_the_wrapper_reads_a_config_relative_to_the_callers_folder(site, tmp_path: Path):
+    """`scripts/archiver check-config my.yaml` from another folder reads ./my.yaml."""
+    import subprocess
+
+    write_config(site, tmp_path / "arch")
+    (tmp_path / "my.yaml").write_text((tmp_path / "arch" / "config.yaml").read_text())
+    wrapper = Path(__file__).resolve().parent.parent / "scripts" / "archiver"
+    proc = subprocess.run(["bash", str(wrapper), "check-config", "my.yaml"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("ok"), proc.stdout
