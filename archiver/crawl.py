@@ -153,7 +153,8 @@ class Pass:
         if cfg.config.fetch != old.config.fetch:
             observer = self.fetcher.observer
             self._retired.append(self.fetcher)
-            self.fetcher = Fetcher(cfg.config.fetch)
+            # the hosts' gates go on: a new set would forget every last request time
+            self.fetcher = Fetcher(cfg.config.fetch, gates=self.fetcher.gates)
             self.fetcher.observer = observer
             self.places = asyncio.Semaphore(cfg.config.fetch.concurrency)
         self.fetcher.credentials = credentials(cfg)

@@ -162,9 +162,15 @@ class _Client(httpx.AsyncClient):
 class Fetcher:
     """Fetches URLs politely; call `aclose()` when done."""
 
-    def __init__(self, settings: FetchSettings):
+    def __init__(self, settings: FetchSettings, gates: Gates | None = None):
+        """`gates` carries every host's politeness state over from an earlier Fetcher (a
+        reload), updated to these settings."""
         self.settings = settings
-        self.gates = Gates(settings.per_host_concurrency, settings.per_host_delay)
+        if gates is None:
+            gates = Gates(settings.per_host_concurrency, settings.per_host_delay)
+        else:
+            gates.reconfigure(settings.per_host_concurrency, settings.per_host_delay)
+        self.gates = gates
         self.robots = RobotsCache(self, settings.user_agent)
         self._global = asyncio.Semaphore(settings.concurrency)
         # called after every exchange with (HTTP status, None) or (None, failure reason)

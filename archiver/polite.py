@@ -107,9 +107,21 @@ class HostGate:
         self._sem = asyncio.Semaphore(concurrency)
         self._lock = asyncio.Lock()
         self._last_start = float("-inf")
-        self.delay = delay
+        self.configured_delay = delay  # fetch.per_host_delay; a reload changes it in place
+        self.robots_delay = 0.0  # the host's robots.txt Crawl-delay, once read
         self.paused_until = 0.0
         self.strikes = 0  # consecutive 429/503 answers
+
+    @property
+    def delay(self) -> float:
+        return max(self.configured_delay, self.robots_delay)
+
+    def resize(self, concurrency: int) -> None:
+        """A new per-host concurrency from a reload: requests in flight release the semaphore
+        they took, new ones wait on the new one."""
+        if concurrency != self.concurrency:
+            self.concurrency = concurrency
+            self._sem = asyncio.Semaphore(concurrency)
 
     def back_off(self, retry_after: float | None, cap: float) -> float:
         """Pause the host after a 429/503; returns the pause in seconds."""
@@ -181,6 +193,9 @@ class HostGate:
 
 
 class Gates:
+    """Every host's gate. One set per process for as long as it runs: a reload updates them in
+    place (`reconfigure`), so last request times, Crawl-delays and back-offs are never forgotten."""
+
     def __init__(self, concurrency: int, delay: float, shared: SharedTurns | None = None):
         self._concurrency = concurrency
         self._delay = delay
@@ -193,8 +208,14 @@ class Gates:
             gate = self._gates[host] = HostGate(self._concurrency, self._delay, host, self.shared)
         return gate
 
+    def reconfigure(self, concurrency: int, delay: float) -> None:
+        self._concurrency, self._delay = concurrency, delay
+        for gate in self._gates.values():
+            gate.configured_delay = delay
+            gate.resize(concurrency)
+
     def set_min_delay(self, host: str, delay: float) -> None:
         """Raise a host's gap (robots.txt Crawl-delay); gaps are measured from the last actual
         start, so the very next request honours the new value."""
         gate = self.get(host)
-        gate.delay = max(gate.delay, delay)
+        gate.robots_delay = max(gate.robots_delay, delay)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -34,6 +35,7 @@ class RawServer:
     def __init__(self, routes: dict[str, Handler]):
         self.routes = routes
         self.requests: list[bytes] = []
+        self.times: list[float] = []  # time.monotonic() as each request's head arrived
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -51,6 +53,7 @@ class RawServer:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                self.times.append(time.monotonic())
                 self.requests.append(head)
                 path = head.split(b" ", 2)[1].decode()
                 handler = self.routes.get(path) or raw(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
