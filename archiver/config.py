@@ -7,6 +7,7 @@ errors: a typo silently ignored would quietly change what gets archived.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import re
@@ -447,7 +448,7 @@ def _problems_from_validation(file: str, root: yaml.Node | None, data: Any,
         msg = e["msg"].removeprefix("Value error, ")
         value: Any = None
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = "unknown key" + _did_you_mean(loc)
             value = None
         elif e["type"] == "missing":
             msg = "required key is missing"
@@ -460,6 +461,56 @@ def _problems_from_validation(file: str, root: yaml.Node | None, data: Any,
             msg = re.sub(r"\(got .*\)$", "", msg)
         problems.append(ConfigProblem(file, _node_line(root, loc), _loc_path(data, loc), msg, value))
     problems.sort(key=lambda p: p.line)
+    return problems
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The settings model that holds the last key of `loc` (list indexes skipped)."""
+    model: Any = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return None
+        model = _inner_model(field.annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _inner_model(annotation: Any) -> Any:
+    """The model inside list[M], Optional[M], M | None."""
+    for arg in getattr(annotation, "__args__", ()) or ():
+        inner = _inner_model(arg)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return inner
+    return annotation
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    if not loc or not isinstance(loc[-1], str):
+        return ""
+    model = _model_at(loc)
+    if model is None:
+        return ""
+    names = list(model.model_fields)
+    key = loc[-1].strip().lower().replace("-", "_").replace(" ", "_")
+    close = [n for n in names if n == key] or difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(names)})"
+
+
+def _undefined_topics(cfg: Config, file: str, root: yaml.Node | None, data: Any) -> list[ConfigProblem]:
+    """An outlet naming a topic that is not defined would keep nothing, silently."""
+    defined = [t.name for t in cfg.topics]
+    problems = []
+    for i, outlet in enumerate(cfg.outlets):
+        for j, name in enumerate(outlet.topics):
+            if name not in defined:
+                loc = ("outlets", i, "topics", j)
+                close = difflib.get_close_matches(name, defined, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                problems.append(ConfigProblem(file, _node_line(root, loc), _loc_path(data, loc),
+                                              f"names no defined topic ({hint}defined: {', '.join(defined)})",
+                                              name))
     return problems
 
 
@@ -479,9 +530,13 @@ def parse_config_text(text: str, file: str) -> Config:
         raise ConfigError([ConfigProblem(file, 1, "(top level)", "expected a mapping of settings",
                                          type(data).__name__)])
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_problems_from_validation(file, root, data, e)) from None
+    problems = _undefined_topics(cfg, file, root, data)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
 
 
 def load_config(path: str | Path) -> LoadedConfig:

@@ -68,7 +68,7 @@ outlets:
     proc = run_cli("check-config", str(p))
     assert proc.returncode == 2
     lines = proc.stdout.splitlines()
-    assert f"{p}:3: storage.colour: unknown key" in lines
+    assert any(line.startswith(f"{p}:3: storage.colour: unknown key (known keys: root,") for line in lines)
     assert any(line.startswith(f"{p}:5: fetch.concurrency: ") and line.endswith("(got -3)") for line in lines)
     assert f"{p}:6: fetch.timeout: expected a duration such as 30, '45s', '30m' or '2h' (got 'soon')" in lines
     assert any(line.startswith(f"{p}:7: fetch.max_body_bytes: ") and "12 parsecs" in line for line in lines)
@@ -128,3 +128,22 @@ def test_shared_store_settings_are_checked_and_may_come_from_the_environment(tmp
     monkeypatch.setenv("ARCHIVER_S3_ENDPOINT", "http://127.0.0.1:9000")
     storage = load_config(p).config.storage
     assert (storage.ship_to, storage.s3_endpoint) == ("s3://archive/warc", "http://127.0.0.1:9000")
+
+
+def test_unknown_keys_get_a_did_you_mean(tmp_path: Path):
+    p = write(tmp_path, GOOD.replace("outlets:", "fetch:\n  user-agent: bot\n  timout: 5\noutlets:")
+              + "    sitemap: [auto]\n")
+    proc = run_cli("check-config", str(p))
+    assert proc.returncode == 2
+    lines = proc.stdout.splitlines()
+    assert f"{p}:5: fetch.user-agent: unknown key (did you mean 'user_agent'?)" in lines
+    assert f"{p}:6: fetch.timout: unknown key (did you mean 'timeout'?)" in lines
+    assert f"{p}:10: outlets[o].sitemap: unknown key (did you mean 'sitemaps'?)" in lines
+
+
+def test_an_outlet_naming_an_undefined_topic_is_refused(tmp_path: Path):
+    p = write(tmp_path, GOOD.replace("  - name: t\n", "  - name: blinken\n") + "    topics: [blinkn]\n")
+    proc = run_cli("check-config", str(p))
+    assert proc.returncode == 2
+    assert proc.stdout.splitlines() == [f"{p}:7: outlets[o].topics[0]: names no defined topic "
+                                        "(did you mean 'blinken'? defined: blinken) (got 'blinkn')"]
