@@ -108,12 +108,13 @@ def check_config_cmd(config: str) -> None:
 def summary_table(result: PassResult) -> Table:
     t = Table(title="archiving pass", title_justify="left")
     cols = ["outlet", "discovered", "on-topic", "fetched", "archived", "skipped by robots", "failed",
-            "blocked", "already had"]
+            "blocked", "already had", "gone or not due"]
     for c in cols:
         t.add_column(c, justify="left" if c == "outlet" else "right")
     totals = [0] * (len(cols) - 1)
     for s in result.outlets:
-        vals = [s.discovered, s.on_topic, s.fetched, s.archived, s.robots, s.failed, s.blocked, s.skipped_known]
+        vals = [s.discovered, s.on_topic, s.fetched, s.archived, s.robots, s.failed, s.blocked, s.skipped_known,
+                s.not_due]
         totals = [a + b for a, b in zip(totals, vals)]
         t.add_row(s.outlet, *map(str, vals))
     t.add_section()

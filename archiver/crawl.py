@@ -53,6 +53,7 @@ class OutletStats:
     failed: int = 0
     blocked: int = 0
     skipped_known: int = 0
+    not_due: int = 0  # candidates whose HTTP failures say not yet, or never (retry.py)
     refetched: int = 0  # kept articles fetched again by the refetch policy
     unchanged: int = 0  # ... of which had not changed (304 or the same payload)
     updated: int = 0  # ... of which had changed: a new capture linked to the previous one
@@ -62,8 +63,8 @@ class OutletStats:
 
     def counts(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in ("discovered", "on_topic", "fetched", "archived", "robots",
-                                               "failed", "blocked", "skipped_known", "refetched", "unchanged",
-                                               "updated")}
+                                               "failed", "blocked", "skipped_known", "not_due", "refetched",
+                                               "unchanged", "updated")}
 
 
 @dataclass
@@ -648,8 +649,10 @@ class Pass:
             candidates = await self.discover(outlet, pass_id, stats)
             stats.discovered = len(candidates)
             known = self.index.known_articles(outlet.name)
-            todo = [c for c in candidates if c.url not in known]
-            stats.skipped_known = len(candidates) - len(todo)
+            waiting = self.index.failures_not_due(outlet.name, datetime.now(timezone.utc))
+            todo = [c for c in candidates if c.url not in known and c.url not in waiting]
+            stats.skipped_known = sum(1 for c in candidates if c.url in known)
+            stats.not_due = len(candidates) - len(todo) - stats.skipped_known
             self.progress("discovered", 0, len(todo))
             matcher = TopicMatcher(self.cfg.topics_for(outlet))
             # the page decides, but candidates whose feed/sitemap title or summary already

@@ -30,6 +30,7 @@ from sqlalchemy.pool import QueuePool
 
 from . import faults, schema
 from .errors import StorageError
+from .retry import next_try
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +250,24 @@ class Index:
         rows = self.rows("SELECT url, final_url FROM captures WHERE outlet = :o AND kind = 'article' "
                          "AND state IN (:a, :b, :c)", o=outlet, a=ARCHIVED, b=OFF_TOPIC, c=DUPLICATE)
         return {u for r in rows for u in (r["url"], r["final_url"]) if u}
+
+    def failures_not_due(self, outlet: str, now: datetime) -> set[str]:
+        """Candidate URLs of this outlet whose HTTP failures say not to ask yet, or never
+        (410, a 404 that stayed; see retry.py)."""
+        rows = self.rows("SELECT url, status, fetched_at FROM captures WHERE outlet = :o AND kind = 'article' "
+                         "AND state = :f AND (status IN (404, 410) OR status >= 500) ORDER BY id",
+                         o=outlet, f=FAILED)
+        seen: dict[str, tuple[list[int], str]] = {}
+        for r in rows:
+            statuses, _ = seen.setdefault(r["url"], ([], ""))
+            statuses.append(r["status"])
+            seen[r["url"]] = (statuses, r["fetched_at"])
+        out = set()
+        for url, (statuses, last) in seen.items():
+            when = next_try(statuses, datetime.fromisoformat(last.replace("Z", "+00:00")))
+            if when is None or when > now:
+                out.add(url)
+        return out
 
     def latest(self, url: str, kinds: tuple[str, ...]) -> CaptureRow | None:
         """The newest capture of `url` that has a full response in a WARC (for validators, refetch)."""

@@ -23,6 +23,7 @@ import re
 import signal
 import socket
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Coroutine, TypeVar
 
@@ -137,13 +138,16 @@ class ClusterPass(Pass):
             stats = OutletStats(outlet.name)
             candidates = await self.discover(outlet, pass_id, stats)
             known = self.index.known_articles(outlet.name)
-            todo = [c for c in candidates if c.url not in known]
+            waiting = self.index.failures_not_due(outlet.name, datetime.now(timezone.utc))
+            todo = [c for c in candidates if c.url not in known and c.url not in waiting]
             matcher = self.matcher(outlet)
             # likely articles first, as in a single-machine pass
             todo.sort(key=lambda c: not matcher.match({"feed_title": c.title, "feed_summary": c.summary}))
             frontier.add(self.index, outlet.name, pass_id, todo)
             await self._refetch_due(outlet, matcher, pass_id, stats, row[0]["started_at"])
-            counts = {"discovered": len(candidates), "skipped_known": len(candidates) - len(todo),
+            skipped = sum(1 for c in candidates if c.url in known)
+            counts = {"discovered": len(candidates), "skipped_known": skipped,
+                      "not_due": len(candidates) - len(todo) - skipped,
                       "refetched": stats.refetched, "unchanged": stats.unchanged, "updated": stats.updated}
             with self.index.transaction() as c:
                 c.execute(update(schema.passes).where(schema.passes.c.id == pass_id).values(

@@ -1,0 +1,85 @@
+"""HTTP statuses over time: 410 is never asked again, 404 is asked again after 1 h, 6 h and
+24 h and then given up, 5xx backs off; other candidates are unaffected."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from archiver.config import load_config
+from archiver.crawl import run_pass
+from archiver.retry import next_try
+
+from .rawserver import RawServer, raw
+from .test_item_failures import _feed, _ok, _page
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def test_the_schedule():
+    assert next_try([410], T0) is None
+    assert next_try([404], T0) == T0 + timedelta(hours=1)
+    assert next_try([404, 404], T0) == T0 + timedelta(hours=6)
+    assert next_try([404, 404, 404], T0) == T0 + timedelta(hours=24)
+    assert next_try([404, 404, 404, 404], T0) is None
+    assert next_try([503], T0) == T0 + timedelta(hours=1)
+    assert next_try([500, 502, 503, 504, 500], T0) == T0 + timedelta(hours=24)  # 5xx never gives up
+    assert next_try([404, 404, 404, 500], T0) == T0 + timedelta(hours=1)  # a new kind starts afresh
+
+
+def _age_rows(root: Path, hours: float) -> None:
+    """Move every capture's time back, as if `hours` had passed."""
+    conn = sqlite3.connect(root / "index.sqlite3")
+    with conn:
+        for (rid, at) in conn.execute("SELECT id, fetched_at FROM captures").fetchall():
+            t = datetime.fromisoformat(at.replace("Z", "+00:00")) - timedelta(hours=hours)
+            conn.execute("UPDATE captures SET fetched_at = ? WHERE id = ?",
+                         (t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), rid))
+    conn.close()
+
+
+def test_gone_missing_and_broken_pages_are_asked_again_on_their_schedule(tmp_path: Path):
+    routes = {"/robots.txt": raw(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+              "/gone": raw(b"HTTP/1.1 410 Gone\r\nContent-Length: 0\r\n\r\n"),
+              "/missing": raw(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+              "/broken": raw(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"),
+              "/timeout-like": raw(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")}
+    root = tmp_path / "root"
+    with RawServer(routes) as srv:
+        paths = ["/gone", "/missing", "/broken", "/timeout-like"]
+        routes["/feed.xml"] = raw(_ok(_feed([srv.url(p) for p in paths]), "application/rss+xml"))
+        cfg_path = tmp_path / "c.yaml"
+        cfg_path.write_text(f"""\
+storage: {{root: {root}}}
+fetch: {{allow_private_networks: true, per_host_delay: 0, timeout: 2}}
+extract: {{workers: 0}}
+topics: [{{name: vietnam, any: [Vietnam]}}]
+outlets: [{{name: x, feeds: ["{srv.url('/feed.xml')}"]}}]
+""")
+        cfg = load_config(cfg_path)
+
+        def one_pass() -> tuple[list[str], int]:
+            before = len(srv.requests)
+            result = asyncio.run(run_pass(cfg))
+            asked = [h.split(b" ", 2)[1].decode() for h in srv.requests[before:]]
+            return [p for p in asked if p in paths], result.outlets[0].not_due
+
+        asked, not_due = one_pass()
+        assert sorted(asked) == sorted(paths) and not_due == 0
+        asked, not_due = one_pass()  # at once: only the failure without a status is asked again
+        assert asked == ["/timeout-like"] and not_due == 3
+        _age_rows(root, 1.5)
+        asked, _ = one_pass()
+        assert sorted(asked) == ["/broken", "/missing", "/timeout-like"]
+        _age_rows(root, 1.5)  # 1.5 h after the second 404: its next try is 6 h after it
+        asked, _ = one_pass()
+        assert asked == ["/timeout-like"]
+        for _ in range(2):  # the third and fourth 404
+            _age_rows(root, 25)
+            asked, _ = one_pass()
+            assert sorted(asked) == ["/broken", "/missing", "/timeout-like"]
+        _age_rows(root, 1000)  # the 404 is dead now; 5xx goes on being asked now and then
+        asked, not_due = one_pass()
+        assert sorted(asked) == ["/broken", "/timeout-like"] and not_due == 2
