@@ -16,6 +16,8 @@ import ipaddress
 import socket
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 import httpcore
 
@@ -24,11 +26,92 @@ from .errors import BlockedByPolicy
 Sink = Callable[[bytes], None]
 
 
-def is_public_address(ip: str) -> bool:
-    addr = ipaddress.ip_address(ip)
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
+# IPv6 ranges that stand for an IPv4 host: a packet to one of them reaches the IPv4 address
+# inside it (through the kernel, a NAT64 or SIIT translator, a 6to4 relay), so that address
+# is what the policy judges. `is_global` alone accepts most of them, and on a network with
+# such a translator `[64:ff9b::7f00:1]` is the translator's own loopback.
+_MAPPED = IPv6Network("::ffff:0:0/96")          # RFC 4291 IPv4-mapped
+_TRANSLATED = IPv6Network("::ffff:0:0:0/96")    # RFC 2765 IPv4-translated (SIIT)
+_COMPATIBLE = IPv6Network("::/96")              # RFC 4291 IPv4-compatible (deprecated)
+_NAT64 = IPv6Network("64:ff9b::/96")            # RFC 6052 well-known prefix
+_NAT64_LOCAL = IPv6Network("64:ff9b:1::/48")    # RFC 8215 local-use prefix
+_SIX_TO_FOUR = IPv6Network("2002::/16")         # RFC 3056
+_TEREDO = IPv6Network("2001::/32")              # RFC 4380
+_SITE_LOCAL = IPv6Network("fec0::/10")          # RFC 3879: deprecated, routed inside a site
+
+# Where RFC 6052 puts the IPv4 bytes for each prefix length a network may carve out of the
+# local-use /48 (byte 8, bits 64-71, is always skipped). Which length a network uses cannot
+# be told from the address, so every reading is judged.
+_RFC6052_BYTES = {48: (6, 7, 9, 10), 56: (7, 9, 10, 11), 64: (9, 10, 11, 12), 96: (12, 13, 14, 15)}
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """An IPv4 address carried inside an IPv6 one, and the form that carries it."""
+
+    ipv4: IPv4Address
+    form: str
+
+
+def embedded_ipv4(addr: IPv6Address) -> list[Embedded]:
+    """Every IPv4 address `addr` carries, in any of the forms that embed one."""
+    b = addr.packed
+    if addr in _MAPPED:
+        return [Embedded(IPv4Address(b[12:]), "IPv4-mapped ::ffff:0:0/96")]
+    if addr in _TRANSLATED:
+        return [Embedded(IPv4Address(b[12:]), "IPv4-translated ::ffff:0:0:0/96")]
+    if addr in _COMPATIBLE and int(addr) > 1:  # :: and ::1 are addresses of their own
+        return [Embedded(IPv4Address(b[12:]), "IPv4-compatible ::/96")]
+    if addr in _NAT64:
+        return [Embedded(IPv4Address(b[12:]), "NAT64 64:ff9b::/96")]
+    if addr in _NAT64_LOCAL:
+        found: list[Embedded] = []
+        for length, where in _RFC6052_BYTES.items():
+            v4 = IPv4Address(bytes(b[i] for i in where))
+            if all(e.ipv4 != v4 for e in found):
+                found.append(Embedded(v4, f"NAT64 local-use 64:ff9b:1::/48 as a /{length}"))
+        return found
+    if addr in _SIX_TO_FOUR:
+        return [Embedded(IPv4Address(b[2:6]), "6to4 2002::/16")]
+    if addr in _TEREDO:
+        return [Embedded(IPv4Address(b[4:8]), "Teredo 2001::/32 server"),
+                Embedded(IPv4Address(int.from_bytes(b[12:], "big") ^ 0xFFFFFFFF), "Teredo 2001::/32 client")]
+    return []
+
+
+def _public_ipv4(addr: IPv4Address) -> bool:
     return addr.is_global and not addr.is_multicast
+
+
+def is_public_address(ip: str) -> bool:
+    """May archiver connect to `ip` when private networks are not allowed?"""
+    addr = ipaddress.ip_address(ip)
+    if isinstance(addr, IPv4Address):
+        return _public_ipv4(addr)
+    if addr in _SITE_LOCAL:
+        return False
+    embedded = embedded_ipv4(addr)
+    if not all(_public_ipv4(e.ipv4) for e in embedded):
+        return False
+    if embedded and addr not in _TEREDO:
+        # the IPv4 host is the destination, whatever this Python's is_global makes of the
+        # IPv6 range (it changed between versions for 6to4 and the local-use prefix)
+        return True
+    # plain IPv6, and Teredo whatever it carries: its range is not globally reachable (IANA)
+    return addr.is_global and not addr.is_multicast
+
+
+def describe_address(ip: str) -> str:
+    """`ip`, with the IPv4 addresses it carries, for messages."""
+    addr = ipaddress.ip_address(ip)
+    if not isinstance(addr, IPv6Address):
+        return ip
+    if addr in _SITE_LOCAL:
+        return f"{ip} (site-local fec0::/10)"
+    embedded = embedded_ipv4(addr)
+    if not embedded:
+        return ip
+    return f"{ip} ({'; '.join(f'{e.form}: {e.ipv4}' for e in embedded)})"
 
 
 class WireExchange:
@@ -133,9 +216,10 @@ class RecordingBackend(httpcore.AsyncNetworkBackend):
         if not self.allow_private_networks:
             public = [ip for ip in ips if is_public_address(ip)]
             if not public:
-                raise BlockedByPolicy(f"http://{host}:{port}/", "private-address",
-                                      f"{host} resolves to {', '.join(ips)}, a non-public address "
-                                      "(set fetch.allow_private_networks to allow)")
+                shown = f"[{host}]" if ":" in host else host
+                raise BlockedByPolicy(f"http://{shown}:{port}/", "private-address",
+                                      f"{shown} resolves to {', '.join(describe_address(ip) for ip in ips)}, "
+                                      "a non-public address (set fetch.allow_private_networks to allow)")
             ips = public
         last: Exception | None = None
         for ip in ips:

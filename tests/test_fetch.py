@@ -157,3 +157,90 @@ def test_429_retry_after_pauses_the_host_and_is_capped():
         assert r2.error is None and 2.5 <= waited < 10  # capped by fetch.max_retry_after
         r1, r2, waited = asyncio.run(go("/absurd", 60, 1))
         assert r2.error is not None and r2.error.reason == "host-backoff" and waited < 1  # retried next pass
+
+
+# IPv6 forms that carry an internal IPv4 address: on a network with NAT64, SIIT, 6to4 or
+# Teredo they reach that IPv4 host, so each is refused for the address inside it.
+EMBEDS_LOOPBACK = [
+    "::ffff:127.0.0.1",                      # IPv4-mapped
+    "::ffff:0:127.0.0.1",                    # IPv4-translated (SIIT)
+    "::127.0.0.1",                           # IPv4-compatible
+    "64:ff9b::7f00:1",                       # NAT64 well-known prefix
+    "64:ff9b:1::7f00:1",                     # NAT64 local-use, as a /96
+    "64:ff9b:1:0:7f:0:100:0",                # NAT64 local-use, as a /64
+    "64:ff9b:1:7f:0:1::",                    # NAT64 local-use, as a /56
+    "64:ff9b:1:7f00:0:100::",                # NAT64 local-use, as a /48
+    "2002:7f00:1::",                         # 6to4
+    "2001:0:7f00:1:8000:63bf:f7f7:f7f7",     # Teredo, server 127.0.0.1
+    "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+]
+NOT_PUBLIC = EMBEDS_LOOPBACK + [
+    "::a9fe:a9fe",            # IPv4-compatible 169.254.169.254 (cloud metadata)
+    "64:ff9b:1::a9fe:a9fe",   # NAT64 local-use 169.254.169.254
+    "64:ff9b::a00:1",         # NAT64 10.0.0.1
+    "::ffff:0:c0a8:1",        # SIIT 192.168.0.1
+    "2002:a9fe:a9fe::1",      # 6to4 169.254.169.254
+    "2001:0:808:808:8000:63bf:f7f7:fbfb",  # Teredo with public server and client: the range is not global
+    "fec0::1",                # site-local (deprecated, routed inside a site)
+    "fefe::1",                # site-local too (fec0::/10)
+    "::1", "::", "fe80::1", "fd00::2", "ff02::1", "2001:db8::1",
+    "127.0.0.1", "10.1.2.3", "169.254.169.254", "100.64.0.1", "224.0.0.1", "0.0.0.0",
+]
+PUBLIC = [
+    "2606:4700::1111", "2001:4860:4860::8888", "::ffff:8.8.8.8", "::ffff:0:8.8.8.8", "::8.8.8.8",
+    "64:ff9b::808:808", "64:ff9b:1:808:8:808:808:808", "2002:808:808::1", "8.8.8.8", "1.1.1.1",
+]
+
+
+@pytest.mark.parametrize("ip", NOT_PUBLIC)
+def test_non_public_addresses_in_every_form_are_refused(ip: str):
+    from archiver.wire import is_public_address
+
+    assert not is_public_address(ip)
+
+
+@pytest.mark.parametrize("ip", PUBLIC)
+def test_public_addresses_in_every_form_are_accepted(ip: str):
+    from archiver.wire import is_public_address
+
+    assert is_public_address(ip)
+
+
+def fetch_from_loopback_listener(host: str, allow_private_networks: bool = False) -> tuple[FetchResult, int]:
+    """Fetch http://[host]:PORT/ with a listener on 127.0.0.1:PORT; (result, connections it saw)."""
+    seen: list[int] = []
+
+    async def go() -> FetchResult:
+        async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            seen.append(1)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSECRET")
+            await writer.drain()
+            writer.close()
+
+        listener = await asyncio.start_server(count, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        f = Fetcher(FetchSettings(allow_private_networks=allow_private_networks, respect_robots=False,
+                                  per_host_delay=0, timeout=2))
+        try:
+            return await f.fetch(f"http://[{host}]:{port}/admin")
+        finally:
+            await f.aclose()
+            listener.close()
+
+    res = asyncio.run(go())
+    return res, len(seen)
+
+
+def test_the_loopback_listener_is_reachable_through_an_ipv4_mapped_address():
+    """The kernel delivers ::ffff:127.0.0.1 to the IPv4 listener: what the refusals below prevent."""
+    res, seen = fetch_from_loopback_listener("::ffff:127.0.0.1", allow_private_networks=True)
+    assert res.error is None and res.final.body == b"SECRET" and seen == 1
+
+
+@pytest.mark.parametrize("host", EMBEDS_LOOPBACK)
+def test_ipv6_forms_embedding_loopback_are_refused_before_connecting(host: str):
+    res, seen = fetch_from_loopback_listener(host)
+    # the policy's reason (not a connect error or a timeout): refused before any connect
+    assert res.error is not None and res.error.reason == "private-address", res.error
+    assert "127.0.0.1" in str(res.error) and "non-public address" in str(res.error)
+    assert seen == 0 and not res.hops
