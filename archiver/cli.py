@@ -424,7 +424,8 @@ def verify_cmd(dump_dir: str, config: str | None, warcs: tuple[str, ...], worker
     for v in verdicts:
         click.echo(f"{v.status:<14} {v.file}{'  (' + v.detail + ')' if v.detail and v.status != 'ok' else ''}")
     bad = [v for v in verdicts if v.status != "ok"]
-    counts = {s: sum(1 for v in verdicts if v.status == s) for s in ("ok", "DIFFERS", "MISSING", "WARC NOT FOUND")}
+    counts = {s: sum(1 for v in verdicts if v.status == s)
+              for s in ("ok", "DIFFERS", "MISSING", "WARC NOT FOUND", "REFUSED")}
     click.echo(", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(verdicts)} files")
     sys.exit(1 if bad else 0)
 
@@ -516,15 +517,19 @@ def fsck_cmd(config: str, repair: bool) -> None:
             click.echo(f"archiver: {e}", err=True)
             sys.exit(1)
     for name in report.open_files:
-        click.echo(f"OPEN FILE          {name}")
+        click.echo(f"OPEN FILE          {name} (not closed: --repair cuts it after its last whole record and closes it)")
+    for row in report.rows_in_open_files:
+        click.echo(f"IN OPEN FILE       row {row.id} {row.url} -> {row.warc_file}@{row.warc_offset} "
+                   "(the record is whole; --repair closes the file)")
     for row in report.rows_without_record:
         click.echo(f"ROW WITHOUT RECORD row {row.id} {row.url} -> {row.warc_file}@{row.warc_offset}")
     for rec in report.records_without_row:
         click.echo(f"RECORD WITHOUT ROW {rec.warc_file}@{rec.offset} {rec.rtype} {rec.uri}")
     for line in report.repaired:
         click.echo(f"repaired: {line}")
+    inside = f" ({len(report.rows_in_open_files)} rows point into them)" if report.rows_in_open_files else ""
     click.echo(f"{report.rows_checked} rows and {report.records_checked} response/revisit records checked: "
-               f"{len(report.open_files)} open files, {len(report.rows_without_record)} rows without record, "
+               f"{len(report.open_files)} open files{inside}, {len(report.rows_without_record)} rows without record, "
                f"{len(report.records_without_row)} records without row")
     sys.exit(0 if report.clean or repair else 1)
 

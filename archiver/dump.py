@@ -13,11 +13,13 @@ response record's WARC-Record-ID (the same key as the crawl-time text files).
 
 from __future__ import annotations
 
+import glob
 import gzip
 import hashlib
 import json
+import stat
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Iterable, Iterator
 
 from warcio.archiveiterator import ArchiveIterator
@@ -27,7 +29,7 @@ from .errors import ArchiverError, StorageError
 from .extract import EXTRACTOR_NAME, EXTRACTOR_VERSION, extract, page_markup
 from .index import ARCHIVED, CaptureRow, Index
 from .pagetext import RENDERER_NAME, RENDERER_VERSION, render_html
-from .stores import StoreSettings
+from .stores import StoreSettings, local_path
 from .warc import existing
 from .warcfiles import WarcFiles
 from .workers import ExtractorPool
@@ -173,8 +175,16 @@ def _write_one(out: Path, n: int, width: int, row: CaptureRow, text: str, kind: 
 @dataclass
 class Verdict:
     file: str
-    status: str  # ok | DIFFERS | MISSING | WARC NOT FOUND
+    status: str  # ok | DIFFERS | MISSING | WARC NOT FOUND | REFUSED
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where the WARC a manifest entry names was found (None: nowhere), or why it is not read."""
+
+    location: str | None
+    refused: str = ""
 
 
 def _find_warc(name: str, roots: Iterable[Path]) -> Path | None:
@@ -184,21 +194,71 @@ def _find_warc(name: str, roots: Iterable[Path]) -> Path | None:
             if existing(candidate).exists():
                 return candidate
         if root.is_dir():
-            for hit in sorted(root.rglob(base)):
+            for hit in sorted(root.rglob(glob.escape(base))):
                 return hit
     return None
 
 
-def _location(name: str, roots: list[Path], warcs: WarcFiles | None) -> str | None:
+def _refusal(path: Path, folders: list[Path]) -> str:
+    """Why the file at `path` is not read ("" when it may be): it must be a regular file, and
+    it and whatever its symlinks lead to must lie in one of `folders` (resolved)."""
+    real = path.resolve()
+    if not any(real.is_relative_to(f) for f in folders):
+        return f"{path} leads to {real}, outside {', '.join(str(f) for f in folders)}"
+    try:
+        mode = real.stat().st_mode
+    except OSError as e:
+        return f"{path}: {e.strerror or e}"
+    if not stat.S_ISREG(mode):
+        return f"{path} is not a regular file"
+    return ""
+
+
+def _locate(name: str, roots: list[Path], warcs: WarcFiles | None) -> Located:
+    """The WARC a manifest names, looked for in the given folders (`roots` and their warc/),
+    then where the index says it is. A manifest is only a file someone handed over: nothing it
+    names outside those places is opened, not even to read its first line."""
+    folders = [r.resolve() for r in roots] + [(r / "warc").resolve() for r in roots]
+    if warcs is not None:
+        folders += [f.resolve() for f in warcs.folders]
+    folders = list(dict.fromkeys(folders))
+    pure = PurePath(name)
+    if pure.is_absolute() or ".." in pure.parts:
+        kind = "an absolute path" if pure.is_absolute() else "a path with '..'"
+        return Located(None, f"warc_file {name!r} is {kind}; WARCs are read only from "
+                             f"{', '.join(str(f) for f in folders)}")
     found = _find_warc(name, roots)
     if found is not None:
-        return existing(found).resolve().as_uri()
-    if warcs is not None:
-        try:
-            return warcs.location(name)
-        except StorageError:
-            return None
-    return None
+        path = existing(found)
+        why = _refusal(path, folders)
+        return Located(None, why) if why else Located(path.resolve().as_uri())
+    if warcs is None:
+        return Located(None)
+    try:
+        loc = warcs.location(name)
+    except StorageError:
+        return Located(None)
+    path = local_path(loc)
+    if path is None:
+        return Located(loc)  # a shared store the index records
+    path = existing(path)
+    if not any(path.absolute().is_relative_to(f.absolute()) for f in warcs.folders):
+        folders.append(path.parent.resolve())  # where the index says this file is
+    why = _refusal(path, folders)
+    return Located(None, why) if why else Located(loc)
+
+
+# where warcio's messages quote the line they could not parse: for a file that is not a WARC
+# (or a record that is not HTTP) that line is the file's content
+_QUOTES = (", first line:", " - Found:")
+
+
+def _reason(e: Exception) -> str:
+    """An error reading a WARC, without the bytes read."""
+    text = str(e) or type(e).__name__
+    for quote in _QUOTES:
+        text = text.split(quote)[0]
+    return text
 
 
 def verify(out: Path, warc_roots: list[Path], progress: Any = None, workers: int | None = None,
@@ -206,19 +266,21 @@ def verify(out: Path, warc_roots: list[Path], progress: Any = None, workers: int
     """Re-derive every file of out/manifest.json and compare, in `workers` processes. WARCs
     are looked for in `warc_roots`, then where the index of `warcs` says they are."""
     try:
+        if not stat.S_ISREG((out / MANIFEST).stat().st_mode):
+            raise DumpError(f"{out / MANIFEST} is not a regular file")
         manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DumpError(f"no {MANIFEST} in {out}: not a dump folder") from None
     except ValueError as e:
         raise DumpError(f"{out / MANIFEST} is not valid JSON: {e}") from None
     settings = warcs.settings if warcs is not None else StoreSettings()
-    found: dict[str, str | None] = {}
+    found: dict[str, Located] = {}
 
-    def jobs() -> Iterator[tuple[Path, dict[str, Any], str | None, StoreSettings]]:
+    def jobs() -> Iterator[tuple[Path, dict[str, Any], Located, StoreSettings]]:
         for entry in manifest.get("files", []):
             name = str(entry.get("warc_file", ""))
             if name not in found:
-                found[name] = _location(name, warc_roots, warcs)
+                found[name] = _locate(name, warc_roots, warcs)
             yield out, entry, found[name], settings
 
     verdicts = []
@@ -230,13 +292,19 @@ def verify(out: Path, warc_roots: list[Path], progress: Any = None, workers: int
     return verdicts
 
 
-def _verify_one(out: Path, entry: dict[str, Any], location: str | None, settings: StoreSettings) -> Verdict:
+def _verify_one(out: Path, entry: dict[str, Any], located: Located, settings: StoreSettings) -> Verdict:
     name = entry["file"]
     if Path(name).name != name or name in ("", ".", ".."):
         return Verdict(name, "DIFFERS", "file name in the manifest is not a plain name")
     path = out / name
     if not path.exists():
         return Verdict(name, "MISSING", "file not in the dump folder")
+    why = _refusal(path, [out.resolve()])
+    if why:
+        return Verdict(name, "REFUSED", why)
+    if located.refused:
+        return Verdict(name, "REFUSED", located.refused)
+    location = located.location
     if location is None:
         return Verdict(name, "WARC NOT FOUND", entry["warc_file"])
     kind = entry.get("kind", "page")
@@ -245,7 +313,7 @@ def _verify_one(out: Path, entry: dict[str, Any], location: str | None, settings
     try:
         text = derive(location, int(entry["warc_offset"]), entry.get("warc_length"), kind, settings)
     except Exception as e:  # a damaged WARC is a finding, not a crash
-        return Verdict(name, "DIFFERS", f"cannot re-derive from {location}: {e}")
+        return Verdict(name, "DIFFERS", f"cannot re-derive from {location}: {_reason(e)}")
     derived = hashlib.sha256(text.encode("utf-8")).hexdigest()
     actual = hashlib.sha256(path.read_bytes()).hexdigest()
     if derived == entry["sha256"] == actual:

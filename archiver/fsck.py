@@ -3,7 +3,8 @@
 Finds index rows whose record is not where the row says (deleted with --repair: their URLs
 are fetched again), response and revisit records no row points at (indexed with --repair,
 with the provenance their metadata record carries), and `.open` files left by a crash
-(repaired: cut after the last whole record, renamed).
+(repaired: cut after the last whole record, renamed). Rows whose record is whole in such a
+file are counted apart: they are sound, and stay so once --repair has closed the file.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Record:
 class FsckReport:
     open_files: list[str] = field(default_factory=list)
     rows_without_record: list[CaptureRow] = field(default_factory=list)
+    rows_in_open_files: list[CaptureRow] = field(default_factory=list)  # record whole in a `.open` file
     records_without_row: list[Record] = field(default_factory=list)
     records_checked: int = 0
     rows_checked: int = 0
@@ -80,26 +82,33 @@ def scan_records(root: Path) -> tuple[dict[str, Record], dict[str, dict[str, str
     return records, metadata
 
 
-def _row_ok(warcs: WarcFiles, row: CaptureRow) -> bool:
-    """Is the row's record where the row says? A file the index records in a shared store is
-    read there (one ranged GET on S3); a store that cannot be reached stops fsck rather than
-    count its rows as lost."""
+ROW_OK, ROW_IN_OPEN_FILE, ROW_WITHOUT_RECORD = "ok", "in open file", "without record"
+
+
+def _row_state(warcs: WarcFiles, row: CaptureRow) -> str:
+    """Is the row's record where the row says: in a closed file, in a `.open` file (still
+    being written, or left by a crash), or not at all? A file the index records in a shared
+    store is read there (one ranged GET on S3); a store that cannot be reached stops fsck
+    rather than count its rows as lost."""
     if not row.warc_file or row.warc_offset is None or row.warc_length is None:
-        return False
+        return ROW_WITHOUT_RECORD
     try:
         loc = warcs.location(row.warc_file)
     except StorageError:
-        return False
+        return ROW_WITHOUT_RECORD
+    found = ROW_OK
     path = local_path(loc)
     if path is not None and not path.exists():
-        return False
+        if not path.with_name(path.name + OPEN_SUFFIX).exists():
+            return ROW_WITHOUT_RECORD
+        found = ROW_IN_OPEN_FILE  # read from the .open file below
     with warcs.open_record(row.warc_file, row.warc_offset, row.warc_length) as f:
         member = f.read(row.warc_length)
     try:
         rec = next(iter(ArchiveIterator(io.BytesIO(member))))
     except (StopIteration, Exception):
-        return False
-    return rec.rec_headers.get_header("WARC-Record-ID") == row.warc_record_id
+        return ROW_WITHOUT_RECORD
+    return found if rec.rec_headers.get_header("WARC-Record-ID") == row.warc_record_id else ROW_WITHOUT_RECORD
 
 
 def fsck(root: Path, index: Index, repair: bool = False, warcs: WarcFiles | None = None) -> FsckReport:
@@ -120,8 +129,11 @@ def fsck(root: Path, index: Index, repair: bool = False, warcs: WarcFiles | None
             continue
         report.rows_checked += 1
         referenced.update(row.redirect_record_ids)
-        if _row_ok(warcs, row):
+        state = _row_state(warcs, row)
+        if state == ROW_OK:
             referenced.add(row.warc_record_id or "")
+        elif state == ROW_IN_OPEN_FILE:
+            report.rows_in_open_files.append(row)
         else:
             report.rows_without_record.append(row)
     report.records_without_row = [r for rid, r in records.items() if rid not in referenced]

@@ -136,3 +136,88 @@ def test_verify_names_the_version_that_made_a_file(crawled: Crawled, tmp_path: P
     res = run_cli("verify", str(out), "--config", str(crawled.config_path))
     assert res.returncode == 1
     assert f"made by archiver-pagetext 0, re-derived with archiver-pagetext {RENDERER_VERSION}" in res.stdout
+
+
+def verify(dump_dir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    exe = Path(__import__("sys").executable).with_name("archiver")
+    # a verify that opens /dev/zero or a FIFO never ends: the timeout is the test's bound on that
+    return subprocess.run([str(exe), "verify", str(dump_dir), "--workers", "0", *args],
+                          capture_output=True, text=True, timeout=60, env=env)
+
+
+SECRET = "planted-secret-9f4c2e"
+
+
+@pytest.fixture(scope="module")
+def dumped(crawled: Crawled, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dumped") / "d"
+    assert dump(crawled, out, "--workers", "0").returncode == 0
+    return out
+
+
+def copy_of(dumped: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "d"
+    shutil.copytree(dumped, out)
+    return out
+
+
+@pytest.mark.parametrize("form", ["relative", "absolute", "proc-environ", "dev-zero", "symlink-out",
+                                  "symlink-dev-zero", "fifo", "dump-file-fifo"])
+def test_verify_reads_nothing_outside_the_folders_it_was_given(crawled: Crawled, dumped: Path, tmp_path: Path,
+                                                               form: str):
+    out = copy_of(dumped, tmp_path)
+    outside = tmp_path / "outside" / "secret.txt"
+    outside.parent.mkdir()
+    outside.write_text(f"{SECRET}\nsecond line {SECRET}\n")
+    given = tmp_path / "given"  # a --warcs folder the tampered manifest points into
+    (given / "warc").mkdir(parents=True)
+    m = json.loads((out / "manifest.json").read_text())
+    entry = m["files"][0]
+    entry["warc_offset"] = 0  # the start of the target: its first line is what a WARC reader quotes
+    if form == "relative":
+        entry["warc_file"] = os.path.relpath(outside, crawled.root)
+    elif form == "absolute":
+        entry["warc_file"] = str(outside)
+    elif form == "proc-environ":
+        entry["warc_file"] = "/proc/self/environ"
+    elif form == "dev-zero":
+        entry["warc_file"] = "/dev/zero"
+    elif form in ("symlink-out", "symlink-dev-zero"):
+        (given / "warc" / "evil.warc.gz").symlink_to(outside if form == "symlink-out" else Path("/dev/zero"))
+        entry["warc_file"] = "warc/evil.warc.gz"
+    elif form == "fifo":
+        os.mkfifo(given / "warc" / "pipe.warc.gz")
+        entry["warc_file"] = "warc/pipe.warc.gz"
+    else:  # the dump's own file is a FIFO: reading it to compare would wait for a writer forever
+        (out / entry["file"]).unlink()
+        os.mkfifo(out / entry["file"])
+    (out / "manifest.json").write_text(json.dumps(m))
+    env = dict(os.environ, ARCHIVER_TEST_TOKEN=SECRET)  # what /proc/self/environ would give away
+    res = verify(out, "--config", str(crawled.config_path), "--warcs", str(given), env=env)
+    assert res.returncode == 1
+    line = next(l for l in res.stdout.splitlines() if entry["file"] in l)
+    assert line.startswith("REFUSED "), res.stdout
+    assert SECRET not in res.stdout + res.stderr
+    assert f"{len(m['files']) - 1} ok" in res.stdout and "1 REFUSED" in res.stdout  # the others are verified
+
+
+def test_verify_refuses_a_manifest_that_is_not_a_regular_file(crawled: Crawled, dumped: Path, tmp_path: Path):
+    out = copy_of(dumped, tmp_path)
+    (out / "manifest.json").unlink()
+    os.mkfifo(out / "manifest.json")
+    res = verify(out, "--config", str(crawled.config_path))
+    assert res.returncode == 1 and "manifest.json is not a regular file" in res.stderr
+
+
+def test_verify_never_quotes_a_file_that_is_not_a_warc(crawled: Crawled, dumped: Path, tmp_path: Path):
+    """A file inside the given folders may be read, but what it holds is not printed."""
+    out = copy_of(dumped, tmp_path)
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "notes.warc.gz").write_text(f"{SECRET}\n")
+    m = json.loads((out / "manifest.json").read_text())
+    m["files"][0].update(warc_file="notes.warc.gz", warc_offset=0)
+    (out / "manifest.json").write_text(json.dumps(m))
+    res = verify(out, "--warcs", str(given), "--config", str(crawled.config_path))
+    assert res.returncode == 1 and f"DIFFERS        {m['files'][0]['file']}" in res.stdout
+    assert "Unknown archive format" in res.stdout and SECRET not in res.stdout + res.stderr
