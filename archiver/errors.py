@@ -52,6 +52,10 @@ class StorageError(ArchiverError):
     """The archive root, a WARC file or the index cannot be written or read."""
 
 
+class BrokerError(ArchiverError):
+    """The task broker of a scaled setup (scale.broker) cannot be reached or refuses us."""
+
+
 def os_reason(e: OSError) -> str:
     """An OSError's reason, saying so when it means the disk (or a size limit) is full."""
     if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):

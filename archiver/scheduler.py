@@ -16,10 +16,11 @@ import threading
 import time
 from datetime import datetime, timezone
 from typing import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 from . import SOFTWARE, frontier
 from .config import LoadedConfig
-from .errors import ConfigError, ConfigProblem
+from .errors import ArchiverError, BrokerError, ConfigError, ConfigProblem
 from .index import Index
 from .warc import utc_now as _now
 from .worker import pass_summary
@@ -32,7 +33,37 @@ _CURRENT: "Scheduler | None" = None
 def scheduled_outlet(outlet_name: str) -> None:
     """The job each outlet's schedule fires (module level: the job store refers to it by name)."""
     if _CURRENT is not None:
-        _CURRENT.start_pass(outlet_name)
+        try:
+            _CURRENT.start_pass(outlet_name)
+        except ArchiverError as e:  # one line, not a traceback; an unsent discovery is sent again at start
+            log.error("%s: pass not started: %s", outlet_name, e)
+
+
+def broker_display(url: str) -> str:
+    """The broker URL for messages: the password replaced by ***."""
+    u = urlsplit(url)
+    if u.password is None:
+        return url
+    host = u.hostname or ""
+    netloc = f"{u.username or ''}:***@{f'[{host}]' if ':' in host else host}{f':{u.port}' if u.port else ''}"
+    return urlunsplit((u.scheme, netloc, u.path, u.query, u.fragment))
+
+
+def check_broker(url: str, timeout: float = 10.0) -> None:
+    """Raise BrokerError, naming the broker and the reason, unless it answers a PING. Checked
+    before anything is started: a pass whose message cannot be sent would wait for nothing."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    except ValueError as e:
+        raise BrokerError(f"scale.broker {broker_display(url)}: {e}") from None
+    try:
+        client.ping()
+    except redis.RedisError as e:
+        raise BrokerError(f"broker {broker_display(url)} cannot be reached: {str(e) or type(e).__name__}") from None
+    finally:
+        client.close()
 
 
 class Scheduler:
@@ -43,10 +74,23 @@ class Scheduler:
         if not scale.broker:
             raise ConfigError([ConfigProblem(str(cfg.path), 0, "scale.broker",
                                              "a scaled setup needs a broker: set scale.broker or ARCHIVER_BROKER_URL")])
+        check_broker(scale.broker)
         self.cfg = cfg
         self.index = Index.open(cfg.storage_root, url=cfg.config.index.url)
         self.broker = make_broker(scale.broker, scale.requeue_after)
         self._lock = threading.Lock()
+
+    def _send_discover(self, outlet: str, pass_id: int) -> None:
+        import redis
+
+        from .tasks import send_discover
+
+        try:
+            send_discover(self.broker, outlet, pass_id)
+        except redis.RedisError as e:  # the broker went away after the start
+            url = self.cfg.config.scale.broker or ""
+            raise BrokerError(f"broker {broker_display(url)}: cannot send the discovery of pass {pass_id} "
+                              f"({outlet}): {str(e) or type(e).__name__}") from None
 
     def close(self) -> None:
         self.index.close()
@@ -54,26 +98,22 @@ class Scheduler:
 
     def start_pass(self, outlet: str) -> int | None:
         """Start a pass of `outlet` unless its last one is still open; returns its id."""
-        from .tasks import send_discover
-
         with self._lock:
             running = self.index.rows("SELECT id FROM passes WHERE outlet = :o AND ended_at IS NULL", o=outlet)
             if running:
                 log.info("%s: pass %d still running; this turn is skipped", outlet, running[0]["id"])
                 return None
             pass_id = self.index.start_pass(outlet, _now(), SOFTWARE, self.cfg.sha256)
-            send_discover(self.broker, outlet, pass_id)
+            self._send_discover(outlet, pass_id)
             log.info("%s: pass %d started", outlet, pass_id)
             return pass_id
 
     def resend_undiscovered(self) -> int:
         """Discovery messages again for open passes not discovered yet: the scheduler may have
         died between starting a pass and sending its message (a second one does no harm)."""
-        from .tasks import send_discover
-
         rows = self.index.rows("SELECT id, outlet FROM passes WHERE ended_at IS NULL AND counts IS NULL")
         for r in rows:
-            send_discover(self.broker, r["outlet"], r["id"])
+            self._send_discover(r["outlet"], r["id"])
         return len(rows)
 
     def finish_ready(self) -> list[int]:
