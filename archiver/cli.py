@@ -152,12 +152,18 @@ def crawl_and_report(cfg: LoadedConfig, outlets: tuple[str, ...] = (), show_prog
         click.echo("archiver: interrupted", err=True)
         return 1
     out_console.print(summary_table(result))
-    problems = [(s.outlet, s.errors) for s in result.outlets if s.errors]
+    problems = [(s.outlet, s.errors, s.failures, s.failed) for s in result.outlets if s.errors or s.failures]
     if problems:
-        out_console.print("[bold]problems[/bold] (first of each outlet; all are in the index):")
-        for name, errors in problems:
-            more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-            out_console.print(f"  {name}: {errors[0]}{more}", markup=False, highlight=False)
+        out_console.print("[bold]problems[/bold] (the first of each outlet; all are in the index):")
+        for name, errors, failures, failed in problems:
+            if errors:
+                more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+                out_console.print(f"  {name}: {errors[0]}{more}", markup=False, highlight=False)
+            for line in failures[:3]:
+                out_console.print(f"  {name}: article {line}", markup=False, highlight=False)
+            if failed > 3:
+                out_console.print(f"  {name}: (+{failed - 3} more failed articles: archiver captures --state failed)",
+                                  markup=False, highlight=False)
     out_console.print(f"storage root: {result.storage_root}", markup=False, highlight=False)
     for f in result.warc_files:
         out_console.print(f"  wrote {f}", markup=False, highlight=False)
@@ -253,15 +259,10 @@ def status(config: str) -> None:
     for c in ("outlet", "last pass start", "end", "discovered", "archived", "updated", "failed", "next pass",
               "last error"):
         t.add_column(c, overflow="fold")
-    totals = {"passes": 0, "archived": 0, "updated": 0, "failed": 0}
     with index:
         last = {r["outlet"]: r for r in index.rows(
             "SELECT * FROM passes WHERE id IN (SELECT MAX(id) FROM passes GROUP BY outlet)")}
-        for r in index.rows("SELECT counts FROM passes"):
-            totals["passes"] += 1
-            d = json.loads(r["counts"] or "{}")
-            for k in ("archived", "updated", "failed"):
-                totals[k] += d.get(k, 0)
+        totals = index.article_totals()
     for o in cfg.config.outlets:
         r = last.get(o.name)
         counts = json.loads(r["counts"]) if r is not None and r["counts"] else {}
@@ -271,8 +272,8 @@ def status(config: str) -> None:
                   str(counts.get("failed", "")), nxt.strftime("%Y-%m-%dT%H:%M:%S") if nxt else "not scheduled",
                   (r["error"] or "")[:120] if r else "")
     out_console.print(t)
-    out_console.print(f"totals: {totals['passes']} passes, {totals['archived']} archived, {totals['updated']} updated,"
-                      f" {totals['failed']} failed", markup=False, highlight=False)
+    out_console.print(f"totals: {totals['passes']} passes; articles: {totals['archived']} archived, "
+                      f"{totals['updated']} updated, {totals['failed']} failing", markup=False, highlight=False)
 
 
 def _bar(total: int, what: str) -> Progress:

@@ -40,6 +40,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+MAX_LISTED_FAILURES = 20  # failed articles a pass summary names (all are in the index)
 
 
 @dataclass
@@ -57,7 +58,8 @@ class OutletStats:
     refetched: int = 0  # kept articles fetched again by the refetch policy
     unchanged: int = 0  # ... of which had not changed (304 or the same payload)
     updated: int = 0  # ... of which had changed: a new capture linked to the previous one
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # discovery documents' and the pass's problems
+    failures: list[str] = field(default_factory=list)  # the first failed articles, with their reasons
     # final URLs archived in this pass: two candidates redirecting to one page give one capture
     archived_urls: set[str] = field(default_factory=set, repr=False)
 
@@ -219,6 +221,13 @@ class Pass:
         if via is not None:
             row.discovered_via_url, row.discovered_via_record_id = via.via_url, via.via_record_id
         self.index.add(row, frontier_id=via.frontier_id if via is not None and kind == "article" else None)
+
+    def _article_failed(self, c: Candidate, outlet: str, pass_id: int, stats: OutletStats, reason: str,
+                        final: Response | None = None) -> None:
+        stats.failed += 1
+        if len(stats.failures) < MAX_LISTED_FAILURES:
+            stats.failures.append(f"{c.url}: {reason}")
+        self._fail(c.url, outlet, "article", pass_id, FAILED, reason, via=c, final=final)
 
     # ------------------------------------------------------------------ discovery
 
@@ -431,8 +440,7 @@ class Pass:
         except StorageError:
             raise
         except Exception as e:
-            stats.failed += 1
-            self._fail(c.url, outlet.name, "article", pass_id, FAILED, _unexpected(e, f"article {c.url}"), via=c)
+            self._article_failed(c, outlet.name, pass_id, stats, _unexpected(e, f"article {c.url}"))
 
     async def _candidate(self, c: Candidate, outlet: Outlet, matcher: TopicMatcher, pass_id: int,
                          stats: OutletStats, previous: CaptureRow | None = None) -> None:
@@ -494,26 +502,20 @@ class Pass:
                 stats.robots += 1
                 self._fail(c.url, name, "article", pass_id, ROBOTS, str(err), via=c)
             else:
-                stats.failed += 1
-                self._fail(c.url, name, "article", pass_id, FAILED, str(err), via=c, final=final)
+                self._article_failed(c, name, pass_id, stats, str(err), final)
             return
         stats.fetched += 1
         ctype = final.content_type.split(";")[0].strip().lower()
         if final.status != 200:
-            stats.failed += 1
-            self._fail(c.url, name, "article", pass_id, FAILED, f"HTTP {final.status} {final.reason}".strip(),
-                       via=c, final=final)
+            self._article_failed(c, name, pass_id, stats, f"HTTP {final.status} {final.reason}".strip(), final)
             return
         if ctype and ctype not in HTML_TYPES:
-            stats.failed += 1
-            self._fail(c.url, name, "article", pass_id, FAILED, f"not an HTML page ({ctype})", via=c,
-                       final=final)
+            self._article_failed(c, name, pass_id, stats, f"not an HTML page ({ctype})", final)
             return
         try:
             ex: Extraction = await self.extractors.run(extract_page, final.body or b"", final.content_type)
         except WorkerDied as e:
-            stats.failed += 1
-            self._fail(c.url, name, "article", pass_id, FAILED, str(e), via=c, final=final)
+            self._article_failed(c, name, pass_id, stats, str(e), final)
             log.warning("%s: %s: %s", name, final.url, e)
             return
         faults.check("extract", final.url)

@@ -251,6 +251,21 @@ class Index:
                          "AND state IN (:a, :b, :c)", o=outlet, a=ARCHIVED, b=OFF_TOPIC, c=DUPLICATE)
         return {u for r in rows for u in (r["url"], r["final_url"]) if u}
 
+    def article_totals(self) -> dict[str, int]:
+        """Counted in URLs, not attempts: passes run; articles archived; new versions archived;
+        candidate URLs whose attempts all failed (a URL that failed in five passes is one)."""
+        kept = "('archived', 'blocked', 'unchanged', 'not_modified', 'off_topic', 'duplicate')"
+        return {
+            "passes": self.scalar("SELECT COUNT(*) FROM passes") or 0,
+            "archived": self.scalar("SELECT COUNT(DISTINCT url) FROM captures WHERE kind = 'article' "
+                                    "AND state = 'archived' AND previous_capture_id IS NULL") or 0,
+            "updated": self.scalar("SELECT COUNT(*) FROM captures WHERE kind = 'article' AND state = 'archived' "
+                                   "AND previous_capture_id IS NOT NULL") or 0,
+            "failed": self.scalar("SELECT COUNT(DISTINCT url) FROM captures c WHERE kind = 'article' "
+                                  "AND state = 'failed' AND NOT EXISTS (SELECT 1 FROM captures d WHERE d.url = c.url "
+                                  f"AND d.kind = 'article' AND d.state IN {kept})") or 0,
+        }
+
     def failures_not_due(self, outlet: str, now: datetime) -> set[str]:
         """Candidate URLs of this outlet whose HTTP failures say not to ask yet, or never
         (410, a 404 that stayed; see retry.py)."""

@@ -83,3 +83,37 @@ outlets: [{{name: x, feeds: ["{srv.url('/feed.xml')}"]}}]
         _age_rows(root, 1000)  # the 404 is dead now; 5xx goes on being asked now and then
         asked, not_due = one_pass()
         assert sorted(asked) == ["/broken", "/timeout-like"] and not_due == 2
+
+
+def test_summary_names_failed_articles_and_status_counts_urls(tmp_path: Path):
+    from .conftest import run_cli
+
+    routes = {"/robots.txt": raw(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+              "/good": raw(_ok(_page("Vietnam talks", "Text."))),
+              "/short": raw(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")}
+    for i in range(4):
+        routes[f"/err-{i}"] = raw(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+    root = tmp_path / "root"
+    with RawServer(routes) as srv:
+        links = [srv.url(p) for p in ("/good", "/short", "/err-0", "/err-1", "/err-2", "/err-3")]
+        routes["/feed.xml"] = raw(_ok(_feed(links), "application/rss+xml"))
+        cfg_path = tmp_path / "c.yaml"
+        cfg_path.write_text(f"""\
+storage: {{root: {root}}}
+fetch: {{allow_private_networks: true, per_host_delay: 0, timeout: 2}}
+extract: {{workers: 0}}
+topics: [{{name: vietnam, any: [Vietnam]}}]
+outlets: [{{name: x, feeds: ["{srv.url('/feed.xml')}"]}}]
+""")
+        first = run_cli("crawl", "--config", str(cfg_path), "--no-progress")
+        for _ in range(3):  # the short body is asked on every pass, the 5xx ones back off
+            again = run_cli("crawl", "--config", str(cfg_path), "--no-progress")
+            assert again.returncode == 0, again.stderr
+        status = run_cli("status", "--config", str(cfg_path))
+    assert first.returncode == 0, first.stderr
+    lines = [l.strip() for l in first.stdout.splitlines()]
+    assert any(l.startswith(f"x: article {srv.url('/err-')}") and "HTTP 500" in l for l in lines), first.stdout
+    assert any("more failed articles" in l for l in lines), first.stdout
+    assert status.returncode == 0, status.stderr
+    # 4 passes, one article, five failing URLs (the short body failed 4 times: still one URL)
+    assert "totals: 4 passes; articles: 1 archived, 0 updated, 5 failing" in status.stdout, status.stdout
