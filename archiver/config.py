@@ -270,6 +270,9 @@ SECRET_KEYS = ("headers", "cookies", "url", "broker")  # index.url, scale.broker
 
 class Outlet(_Model):
     name: str = Field(min_length=1, pattern=r"^[\w][\w .-]*$")
+    # the outlet's front page: read as a listing page, and the host whose robots.txt
+    # `sitemaps: [auto]` reads (and whose well-known sitemap paths it tries)
+    home: Optional[str] = None
     feeds: list[str] = []
     sitemaps: list[str] = []
     pages: list[str] = []
@@ -323,8 +326,12 @@ class Outlet(_Model):
         """host:port keys of every URL this outlet names (where its credentials may go)."""
         from .urls import host_key
 
-        return {host_key(u) for u in (*self.feeds, *self.sitemaps, *self.pages, *self.search)
-                if u != "auto"}
+        return {host_key(u) for u in (*self.feeds, *self.sitemaps, *self.pages, *self.search,
+                                      *([self.home] if self.home else [])) if u != "auto"}
+
+    def listing_pages(self) -> list[str]:
+        """Pages read for article links: the home page first, then `pages`."""
+        return ([self.home] if self.home and self.home not in self.pages else []) + list(self.pages)
 
     @field_validator("feeds", "sitemaps", "pages")
     @classmethod
@@ -334,6 +341,13 @@ class Outlet(_Model):
                 continue
             if not re.match(r"^https?://[^/\s]+", u):
                 raise ValueError(f"not an http(s) URL: {u!r}")
+        return v
+
+    @field_validator("home")
+    @classmethod
+    def _home(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"not an http(s) URL: {v!r}")
         return v
 
     @field_validator("search")
@@ -346,8 +360,10 @@ class Outlet(_Model):
 
     @model_validator(mode="after")
     def _sources(self) -> "Outlet":
-        if not (self.feeds or self.sitemaps or self.pages or self.search):
-            raise ValueError("an outlet needs at least one of feeds, sitemaps, pages or search")
+        if not (self.feeds or self.sitemaps or self.pages or self.search or self.home):
+            raise ValueError("an outlet needs at least one of home, feeds, sitemaps, pages or search")
+        if not (self.feeds or self.pages or self.search or self.home or [u for u in self.sitemaps if u != "auto"]):
+            raise ValueError("sitemaps: [auto] needs a host to start from: give the outlet a home: URL")
         if "auto" in self.feeds or "auto" in self.pages:
             raise ValueError("'auto' is only valid in sitemaps")
         return self

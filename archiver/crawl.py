@@ -31,7 +31,7 @@ from .index import (ARCHIVED, BLOCKED, DUPLICATE, FAILED, NOT_MODIFIED, OFF_TOPI
 from .polite import Ticket
 from .recover import repair_storage
 from .topics import TopicMatcher
-from .urls import slug
+from .urls import host_key, slug
 from .warc import RecordRef, WarcWriter, read_payload, sha1_b32, utc_now as _now, warc_date as _iso
 from .warcfiles import WarcFiles, store_settings
 from .workers import ExtractorPool, WorkerDied
@@ -40,6 +40,9 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+# tried, in this order, when `sitemaps: [auto]` finds no Sitemap line in robots.txt
+WELL_KNOWN_SITEMAPS = ("/sitemap.xml", "/sitemap_index.xml", "/sitemap-index.xml", "/news-sitemap.xml",
+                       "/sitemap_news.xml")
 MAX_LISTED_FAILURES = 20  # failed articles a pass summary names (all are in the index)
 
 
@@ -265,8 +268,10 @@ class Pass:
         return row
 
     async def _fetch_document(self, url: str, outlet: str, kind: str, pass_id: int,
-                              stats: OutletStats) -> Document | None:
-        """Fetch and archive a discovery document, conditionally when we have it already."""
+                              stats: OutletStats, probe: bool = False) -> Document | None:
+        """Fetch and archive a discovery document, conditionally when we have it already.
+        A `probe` (a well-known sitemap path tried on the off chance) that is not there is
+        archived like any answer but is no problem worth reporting."""
         prev = self.index.latest(url, (kind,))
         result = await self.fetcher.fetch(url, extra_headers=self._validators(prev))
         try:
@@ -294,6 +299,9 @@ class Pass:
                 return Document(final.url, body, prev.content_type or "", prev.warc_record_id or "", nm.id or 0)
             row = self._archive_plain(final, outlet, kind, pass_id)
             if final.status != 200:
+                if probe:
+                    log.info("%s: no sitemap at %s (HTTP %d)", outlet, url, final.status)
+                    return None
                 stats.errors.append(f"{kind}: {url}: HTTP {final.status}")
                 log.warning("%s: %s %s answered HTTP %d", outlet, kind, url, final.status)
                 return None
@@ -380,8 +388,9 @@ class Pass:
                 self._document_failed(e, url, got, outlet.name, kind, pass_id, stats)
 
         sitemap_urls = [u for u in outlet.sitemaps if u != "auto"]
+        probes: list[str] = []  # well-known paths tried when robots.txt names no sitemap
         if "auto" in outlet.sitemaps:
-            base = next(iter(outlet.feeds + outlet.pages + [u for u in outlet.sitemaps if u != "auto"]), None)
+            base = outlet.home or next(iter(outlet.feeds + outlet.pages + sitemap_urls), None)
             if base is None and outlet.search:
                 base = outlet.search[0].replace("{query}", "")
             if base is not None:
@@ -389,10 +398,14 @@ class Pass:
                 for r in fetched_now:
                     self._archive_plain(r, outlet.name, "robots", pass_id)
                     r.close()
-                sitemap_urls.extend(u for u in rules.sitemaps() if u not in sitemap_urls)
+                named = [u for u in rules.sitemaps() if u not in sitemap_urls]
+                if named:
+                    sitemap_urls.extend(named)
+                else:
+                    probes = [u for u in (host_key(base) + p for p in WELL_KNOWN_SITEMAPS) if u not in sitemap_urls]
 
         async def sitemaps() -> None:
-            queue = list(sitemap_urls)
+            queue = list(sitemap_urls) + probes
             seen: set[str] = set()
             while queue and len(seen) < limits.max_sitemaps_per_outlet:
                 url = queue.pop(0)
@@ -401,7 +414,8 @@ class Pass:
                 seen.add(url)
                 got = None
                 try:
-                    got = await self._fetch_document(url, outlet.name, "sitemap", pass_id, stats)
+                    got = await self._fetch_document(url, outlet.name, "sitemap", pass_id, stats,
+                                                     probe=url in probes)
                     if got is None:
                         continue
                     faults.check("parse", url)
@@ -409,7 +423,10 @@ class Pass:
                         sm = await self._off_loop(_read_sitemap, got.body, url,
                                                   self.cfg.config.fetch.max_decoded_bytes, limits.max_age_days)
                     except DiscoveryError as e:
-                        self._unusable(got, str(e), outlet.name, stats)
+                        if url in probes:  # a soft 404 page at a guessed path says nothing
+                            self.index.note_error(got.capture_id, str(e))
+                        else:
+                            self._unusable(got, str(e), outlet.name, stats)
                         continue
                     if sm.problem:
                         self._unusable(got, sm.problem, outlet.name, stats)
@@ -422,7 +439,7 @@ class Pass:
 
         terms = sorted({t for topic in self.cfg.topics_for(outlet) for t in (*topic.any, *topic.all)})
         jobs = [feed(u) for u in outlet.feeds]
-        jobs += [page(u, "page") for u in outlet.pages]
+        jobs += [page(u, "page") for u in outlet.listing_pages()]
         jobs += [page(u, "search") for tpl in outlet.search for u in search_urls(tpl, terms)]
         jobs.append(sitemaps())
         await asyncio.gather(*jobs)
