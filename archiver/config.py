@@ -192,11 +192,20 @@ class DaemonSettings(_Model):
     not_modified: str = Field("revisit", pattern=r"^(revisit|none)$")
     close_idle_warc: float = Field(300.0, gt=0)
     log_format: str = Field("text", pattern=r"^(text|json)$")
+    # below this much free space on the storage root no pass starts and /healthz answers 503
+    # (a pass that runs the disk full stops on its first failed write; this keeps room for
+    # the index and job store to go on working); 0 turns the check off
+    min_free_bytes: int = 256 * 2**20
 
     @field_validator("shutdown_grace", "misfire_grace_time", "close_idle_warc", mode="before")
     @classmethod
     def _durations(cls, v: Any) -> float:
         return parse_duration(v)
+
+    @field_validator("min_free_bytes", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> int:
+        return parse_size(v)
 
     @property
     def host_port(self) -> tuple[str, int]:

@@ -29,6 +29,16 @@ class Metrics:
         "archiver_queue_depth": ("gauge", "Candidate articles waiting to be fetched."),
         "archiver_last_success_timestamp_seconds": ("gauge", "End of the last successful pass, by outlet."),
         "archiver_up": ("gauge", "1 while the scheduler runs."),
+        "archiver_healthy": ("gauge", "1 while /healthz answers 200, 0 while it answers 503."),
+        "archiver_last_pass_start_timestamp_seconds": (
+            "gauge", "When the scheduler last started a pass (or found the outlet's previous one still running)."),
+        "archiver_storage_free_bytes": ("gauge", "Free bytes on the storage root's filesystem."),
+        "archiver_storage_min_free_bytes": ("gauge", "daemon.min_free_bytes: below it no pass starts."),
+        "archiver_job_store_errors_total": ("counter", "Failed calls to the scheduler's job store."),
+        "archiver_http_connections_refused_total": (
+            "counter", "Connections to /healthz and /metrics closed at once because the most were open."),
+        "archiver_http_accept_errors_total": (
+            "counter", "Failed accepts on the /healthz and /metrics listener (each followed by a back-off)."),
     }
 
     def __init__(self) -> None:

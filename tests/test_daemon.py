@@ -214,3 +214,21 @@ def test_7_kill_9_during_a_pass_then_restart(tmp_path: Path):
     assert all_records_ok(tmp_path) > 20
     assert rows_point_at_records(tmp_path) > 10
     assert all(n == 1 for n in archived(tmp_path).values())
+
+
+def test_8_sigterm_lets_the_pass_in_flight_finish_within_the_grace(tmp_path: Path):
+    port = free_port()
+    with SampleSite(crawl_delay=0.25) as site:
+        cfg = tmp_path / "config.yaml"
+        # the pass takes a few seconds; the grace is ample, so it ends before the grace does
+        cfg.write_text(config_text(site, tmp_path, port, every="1h").replace("shutdown_grace: 10", "shutdown_grace: 40"))
+        d = Daemon(cfg, tmp_path / "daemon.log").start()
+        wait_for("a pass under way", lambda: len(list((tmp_path / "warc").glob("*.open"))) == 1, timeout=20)
+        assert "pass of harbor-times done" not in d.log.read_text()
+        assert d.stop(signal.SIGTERM, timeout=60) == 0
+    log = d.log.read_text()
+    after = log[log.index("stopping: no new passes"):]
+    assert "pass of harbor-times done" in after  # finished, not cut off
+    assert "CancelledError" not in log and "cancelled" not in after
+    assert len(archived(tmp_path)) == len(ON_TOPIC)
+    assert not list((tmp_path / "warc").glob("*.open"))
