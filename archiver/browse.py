@@ -2,22 +2,28 @@
 
 Pages: home (counts, latest captures, captures per day), search (FTS5, filters, paging, and
 the same as JSON at /api/search), capture (headers, texts, provenance, versions and diffs),
-and replay from the WARC records (see replay.py). Nothing here fetches from the web: the
-server reads the index, the text files and the WARCs, and every page it sends carries a
-Content-Security-Policy that allows only its own origin.
+a raw view of each archived body, and replay. Nothing here fetches from the web: the server
+reads the index, the text files and the WARCs.
+
+Two listeners, two origins: the UI (`--port`) serves the UI's own pages only, under a
+Content-Security-Policy that allows only its own origin (and frames from the replay origin);
+the replay origin (`--replay-port`, replayapp.py) serves the archived bytes. Both answer only
+to the names the server was started for (hostcheck.py). Every piece of work a request asks
+for (queries, text files, diffs, rewriting, templates) runs on worker threads under a time
+limit and within size caps, so no request can stall the others or a shutdown.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import logging
+import socket
 import sqlite3
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
+import anyio
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,24 +32,34 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import __version__
+from .decode import decode_text
+from .diffs import diff_texts
 from .dump import derive
-from .errors import StorageError
+from .errors import ArchiverError, StorageError
+from .hostcheck import HostCheck, allowed_names
 from .index import ARCHIVED, BLOCKED, Index, _row
-from .replay import MAX_REPLAY_BYTES, Archived, read_response, replay_body, replay_csp
+from .replay import MAX_REPLAY_BYTES, Archived, raw_csp, read_response
+from .replayapp import as_requested, create_replay_app, origin_of, timestamp14, web_url
 from .search import PAGE_SIZE, Query, SearchIndex
 from .stores import StoreSettings
 from .warcfiles import WarcFiles
 
 log = logging.getLogger(__name__)
 
-UI_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-          "frame-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'self'")
 # states whose WARC record is a full response (revisits point at another record's payload)
 _REPLAYABLE = (ARCHIVED, BLOCKED)
+# a page's work (on a worker thread) gets this long; the caps in diffs.py, replay.py and
+# search.py keep each piece far below it, this is the last bound
+WORK_SECONDS = 5.0
+WORKERS = 4
+# longer texts are shown by their start on the capture page (the raw view has the whole body)
+MAX_SHOWN_TEXT = 2_000_000
 
 
-def timestamp14(iso: str) -> str:
-    return "".join(ch for ch in iso if ch.isdigit())[:14]
+def ui_csp(replay_origin: str) -> str:
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"frame-src {replay_origin}; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+            "frame-ancestors 'self'; object-src 'none'")
 
 
 class Archive:
@@ -156,19 +172,6 @@ def chart(days: list[tuple[str, int]]) -> dict[str, Any]:
     return {"bars": bars, "width": width, "height": height + 24, "max": top}
 
 
-def diff_lines(a: str, b: str) -> list[tuple[str, str]]:
-    """Line diff of two texts as (tag, line): tag is ' ', '-' or '+'."""
-    al, bl = a.splitlines(), b.splitlines()
-    out: list[tuple[str, str]] = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, al, bl, autojunk=False).get_opcodes():
-        if op == "equal":
-            out += [(" ", line) for line in al[i1:i2]]
-        else:
-            out += [("-", line) for line in al[i1:i2]]
-            out += [("+", line) for line in bl[j1:j2]]
-    return out
-
-
 def _query(request: Request) -> Query:
     p = request.query_params
     try:
@@ -180,34 +183,79 @@ def _query(request: Request) -> Query:
                  sort="date" if p.get("sort") == "date" else "relevance", page=page)
 
 
-def create_app(storage_root: Path, index_url: str | None = None, store: StoreSettings = StoreSettings()) -> Starlette:
+class OffLoop:
+    """Runs a page's work on a worker thread under a time limit, so the event loop (and with
+    it /healthz, every other request and a shutdown) is never held by one request."""
+
+    def __init__(self, seconds: float = WORK_SECONDS, workers: int = WORKERS):
+        self.seconds = seconds
+        self.limiter = anyio.CapacityLimiter(workers)
+
+    async def __call__(self, work: Callable[[Request], Response], request: Request,
+                       on_timeout: Callable[[str], Response]) -> Response:
+        try:
+            with anyio.fail_after(self.seconds):
+                # abandon_on_cancel: past the limit the answer goes out at once; the work left
+                # on the thread is bounded by the caps and ends by itself
+                return await anyio.to_thread.run_sync(work, request, abandon_on_cancel=True, limiter=self.limiter)
+        except TimeoutError:
+            log.warning("%s took longer than %.0f s; answered 503", request.url.path, self.seconds)
+            return on_timeout(f"preparing this page took longer than {self.seconds:.0f} s; it was given up")
+
+
+class Listeners:
+    """One ASGI app for both sockets: requests are routed by the port they arrived on."""
+
+    def __init__(self, ui: Any, replay: Any, replay_port: int):
+        self.ui, self.replay, self.replay_port = ui, replay, replay_port
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        server = scope.get("server")
+        if scope["type"] != "lifespan" and server is not None and server[1] == self.replay_port:
+            await self.replay(scope, receive, send)
+        else:
+            await self.ui(scope, receive, send)
+
+
+def create_app(storage_root: Path, index_url: str | None = None, store: StoreSettings = StoreSettings(), *,
+               ui_port: int = 8770, replay_port: int = 8771, host: str = "127.0.0.1",
+               allowed_hosts: tuple[str, ...] = ()) -> Listeners:
     archive = Archive(storage_root, index_url, store)
     env = Environment(loader=PackageLoader("archiver", "templates"), autoescape=select_autoescape(["html"]))
     env.globals.update(version=__version__, ts14=timestamp14)
+    off_loop = OffLoop()
+    names = allowed_names(host, allowed_hosts)
 
-    def page(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-        return HTMLResponse(env.get_template(name).render(**ctx), status_code=status,
-                            headers={"Content-Security-Policy": UI_CSP, "X-Content-Type-Options": "nosniff",
+    def page(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        replay_origin = origin_of(request, replay_port)
+        return HTMLResponse(env.get_template(name).render(replay_origin=replay_origin, **ctx), status_code=status,
+                            headers={"Content-Security-Policy": ui_csp(replay_origin),
                                      "Referrer-Policy": "no-referrer"})
 
-    async def home(request: Request) -> Response:
+    def bounded(work: Callable[[Request], Response]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            return await off_loop(work, request, lambda message: page(request, "error.html", status=503,
+                                                                      message=message))
+        return endpoint
+
+    def home(request: Request) -> Response:
         archive.sync()
         ov = archive.overview()
-        return page("home.html", ov=ov, chart=chart(ov["days"]))
+        return page(request, "home.html", ov=ov, chart=chart(ov["days"]))
 
     def _run_search(request: Request):
         archive.sync()
         q = _query(request)
         return q, archive.search_index.search(q)
 
-    async def search_html(request: Request) -> Response:
+    def search_html(request: Request) -> Response:
         try:
             q, res = _run_search(request)
         except StorageError as e:
-            return page("error.html", status=400, message=str(e))
-        return page("search.html", q=q, res=res, page_size=PAGE_SIZE, ov=archive.search_index.facets())
+            return page(request, "error.html", status=400, message=str(e))
+        return page(request, "search.html", q=q, res=res, page_size=PAGE_SIZE, ov=archive.search_index.facets())
 
-    async def search_api(request: Request) -> Response:
+    def search_api(request: Request) -> Response:
         try:
             q, res = _run_search(request)
         except StorageError as e:
@@ -215,11 +263,11 @@ def create_app(storage_root: Path, index_url: str | None = None, store: StoreSet
         return JSONResponse({"results": [h.public() for h in res.hits], "total": res.total, "page": res.page,
                              "pages": res.pages})
 
-    async def capture(request: Request) -> Response:
+    def capture(request: Request) -> Response:
         cid = request.path_params["cid"]
         row = archive.row(cid)
         if row is None:
-            return page("error.html", status=404, message=f"no capture {cid} in this archive")
+            return page(request, "error.html", status=404, message=f"no capture {cid} in this archive")
         source = archive.replay_row(row)
         response = None
         if source is not None and source.warc_file and source.warc_offset is not None:
@@ -243,69 +291,79 @@ def create_app(storage_root: Path, index_url: str | None = None, store: StoreSet
             # always shown as what changed from the earlier capture to the later one
             older, newer = sorted((other, row), key=lambda r: (r.fetched_at, r.id))
             texts = {row.id: article, other.id: archive.text(other.id, "article")}
-            diff = diff_lines(texts[older.id], texts[newer.id])
-        return page("capture.html", row=row, source=source, response=response, article=article,
-                    page_text=page_text, via=via, versions=versions, diff=diff, older=older, newer=newer)
+            diff = diff_texts(texts[older.id], texts[newer.id])
+        return page(request, "capture.html", row=row, source=source, response=response,
+                    article=_shown(article), page_text=_shown(page_text), via=via, versions=versions, diff=diff,
+                    older=older, newer=newer)
 
-    async def replay_frame(request: Request) -> Response:
+    def replay_frame(request: Request) -> Response:
         cid = request.path_params["cid"]
         row = archive.row(cid)
         if row is None:
-            return page("error.html", status=404, message=f"no capture {cid} in this archive")
-        return page("replay.html", row=row, source=archive.replay_row(row))
+            return page(request, "error.html", status=404, message=f"no capture {cid} in this archive")
+        source = archive.replay_row(row)
+        return page(request, "replay.html", row=row, source=source, address=row.final_url or row.url,
+                    when=(source or row).fetched_at, frame=f"/replay/{row.id}", back=row.id)
 
-    def _replayed(request: Request, row, ts: str) -> Response:
-        origin = f"{request.url.scheme}://{request.url.netloc}"
-        headers = {"Content-Security-Policy": replay_csp(origin), "X-Content-Type-Options": "nosniff",
-                   "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
-        try:
-            archived = archive.read_response(row)
-        except (OSError, ValueError, StopIteration, StorageError) as e:
-            return HTMLResponse(f"<p>capture {row.id}: cannot read its WARC record ({e})</p>", 500, headers=headers)
-        body, ctype = replay_body(archived, ts)
-        headers["Memento-Datetime"] = _http_date(row.fetched_at)
-        return Response(body, status_code=200, media_type=ctype, headers=headers)
+    def web_frame(request: Request) -> Response:
+        ts, url = request.path_params["ts"], web_url(request)
+        row = archive.nearest(url, ts)
+        if row is None:
+            return page(request, "error.html", status=404,
+                        message=f"Not in the archive: {url} (it is never fetched from the live web)")
+        return page(request, "replay.html", row=row, source=row, address=url, when=row.fetched_at,
+                    frame=as_requested(request), back=row.id)
 
-    async def raw(request: Request) -> Response:
+    def raw(request: Request) -> Response:
         cid = request.path_params["cid"]
         row = archive.row(cid)
         source = archive.replay_row(row) if row is not None else None
         if source is None or not source.warc_file or source.warc_offset is None:
-            return _missing(request, f"capture {cid}")
-        return _replayed(request, source, timestamp14(source.fetched_at))
-
-    async def web(request: Request) -> Response:
-        ts = request.path_params["ts"]
-        url = request.path_params["url"]
-        # Starlette merges '//' in paths; restore 'https://host' from 'https:/host'
-        for scheme in ("http:/", "https:/"):
-            if url.startswith(scheme) and not url.startswith(scheme + "/"):
-                url = scheme + "/" + url[len(scheme):]
-        if request.url.query:
-            url += "?" + request.url.query
-        row = archive.nearest(url, ts)
-        if row is None:
-            return _missing(request, url)
-        return _replayed(request, row, ts)
-
-    def _missing(request: Request, what: str) -> Response:
-        origin = f"{request.url.scheme}://{request.url.netloc}"
-        body = env.get_template("missing.html").render(what=what)
-        return HTMLResponse(body, status_code=404, headers={"Content-Security-Policy": replay_csp(origin),
-                                                             "X-Content-Type-Options": "nosniff"})
+            return page(request, "error.html", status=404, message=f"no archived response for capture {cid}")
+        try:
+            archived = archive.read_response(source)
+        except (OSError, ValueError, StopIteration, StorageError) as e:
+            return page(request, "error.html", status=500, message=f"capture {cid}: cannot read its record ({e})")
+        return raw_view(archived, source.id)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "synced_up_to": archive.search_index.synced_up_to()})
 
     static = Path(__file__).with_name("static")
-    app = Starlette(routes=[
-        Route("/", home), Route("/search", search_html), Route("/api/search", search_api),
-        Route("/capture/{cid:int}", capture), Route("/replay/{cid:int}", replay_frame),
-        Route("/raw/{cid:int}", raw), Route("/web/{ts}/{url:path}", web), Route("/healthz", healthz),
-        Mount("/static", app=StaticFiles(directory=static), name="static"),
+    ui = Starlette(routes=[
+        Route("/", bounded(home)), Route("/search", bounded(search_html)), Route("/api/search", bounded(search_api)),
+        Route("/capture/{cid:int}", bounded(capture)), Route("/replay/{cid:int}", bounded(replay_frame)),
+        Route("/raw/{cid:int}", bounded(raw)), Route("/web/{ts}/{url:path}", bounded(web_frame)),
+        Route("/healthz", healthz), Mount("/static", app=StaticFiles(directory=static), name="static"),
     ], lifespan=_closing(archive))
-    app.state.archive = archive
-    return app
+    replay = create_replay_app(archive, env, ui_port, off_loop)
+    return Listeners(HostCheck(ui, names), HostCheck(replay, names), replay_port)
+
+
+def _shown(text: str) -> str:
+    if len(text) <= MAX_SHOWN_TEXT:
+        return text
+    return text[:MAX_SHOWN_TEXT] + f"\n\n[… {len(text) - MAX_SHOWN_TEXT:,} more characters not shown]"
+
+
+_TEXT_TYPES = ("text/", "application/javascript", "application/ecmascript", "application/json",
+               "application/xml", "application/xhtml+xml", "application/rss+xml", "application/atom+xml",
+               "image/svg+xml")
+
+
+def raw_view(archived: Archived, capture_id: int) -> Response:
+    """The archived body as it was sent, inert: text as text/plain, anything else as a
+    download. text/plain with nosniff is never parsed as markup nor run as a script or
+    stylesheet, by a page of ours or another, so the body cannot act in the UI's origin; the
+    CSP sandbox is the second wall should a browser render it some other way."""
+    ctype = archived.content_type.split(";")[0].strip().lower()
+    headers = {"Content-Security-Policy": raw_csp(), "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+    if ctype.startswith(_TEXT_TYPES) or ctype.endswith(("+xml", "+json")):
+        text = decode_text(archived.body, archived.content_type).text
+        headers["Content-Disposition"] = f'inline; filename="capture-{capture_id}.txt"'
+        return Response(text.encode("utf-8"), media_type="text/plain; charset=utf-8", headers=headers)
+    headers["Content-Disposition"] = f'attachment; filename="capture-{capture_id}.bin"'
+    return Response(archived.body, media_type="application/octet-stream", headers=headers)
 
 
 def _closing(archive: Archive) -> Any:
@@ -318,23 +376,34 @@ def _closing(archive: Archive) -> Any:
     return lifespan
 
 
-def _http_date(iso: str) -> str:
+def _listen(host: str, port: int, what: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        dt = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(timezone.utc)
-    except ValueError:
-        return iso
-    return dt.strftime("%a, %d %b %Y %H:%M:%S GMT")
+        return socket.create_server((host.strip("[]"), port), family=family, reuse_port=False)
+    except OSError as e:
+        raise ArchiverError(f"cannot listen on {host}:{port} for {what}: {e.strerror or e}") from None
 
 
 def serve(storage_root: Path, host: str, port: int, index_url: str | None = None,
-          log_level: str = "warning", store: StoreSettings = StoreSettings()) -> None:
+          log_level: str = "warning", store: StoreSettings = StoreSettings(), replay_port: int | None = None,
+          allowed_hosts: tuple[str, ...] = ()) -> None:
     import uvicorn
 
+    replay_port = port + 1 if replay_port is None else replay_port
+    if replay_port == port:
+        raise ArchiverError(f"--replay-port {replay_port} is the UI's port: replay needs an origin of its own")
+    allowed_names(host, allowed_hosts)  # a bad name is an error before anything starts
+    sockets = [_listen(host, port, "the browse UI"), _listen(host, replay_port, "replay (--replay-port)")]
     try:
-        app = create_app(storage_root, index_url, store)
+        app = create_app(storage_root, index_url, store, ui_port=port, replay_port=replay_port, host=host,
+                         allowed_hosts=allowed_hosts)
     except sqlite3.Error as e:
+        for s in sockets:
+            s.close()
         raise StorageError(f"cannot read the archive at {storage_root}: {e}") from None
-    log.warning("serving %s on http://%s:%d/ (read-only)", storage_root, host, port)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, server_header=False)
-
-
+    log.warning("serving %s on http://%s:%d/ (read-only; replay on port %d)", storage_root, host, port, replay_port)
+    # a request still running at shutdown gets a moment, then is cancelled: its work is on a
+    # worker thread that ends by itself
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, server_header=False,
+                            timeout_graceful_shutdown=2, lifespan="on")
+    uvicorn.Server(config).run(sockets=sockets)

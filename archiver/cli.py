@@ -436,8 +436,13 @@ def verify_cmd(dump_dir: str, config: str | None, warcs: tuple[str, ...], worker
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to listen on (the UI has no login: keep it on loopback unless a proxy guards it)")
 @click.option("--port", default=8770, show_default=True, type=int)
+@click.option("--replay-port", type=int, default=None,
+              help="port of the replay origin, where archived pages are served  [default: --port + 1]")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="another name the UI may be reached by (repeatable); loopback names and --host are always allowed")
 @click.option("-v", "--verbose", count=True)
-def serve_cmd(config: str, host: str, port: int, verbose: int) -> None:
+def serve_cmd(config: str, host: str, port: int, replay_port: int | None, allowed_hosts: tuple[str, ...],
+              verbose: int) -> None:
     """Browse the archive offline: search, captures, diffs and replay, read-only."""
     from .browse import serve
     from .warcfiles import store_settings
@@ -446,7 +451,7 @@ def serve_cmd(config: str, host: str, port: int, verbose: int) -> None:
     _setup_logging(verbose, base=logging.WARNING)
     try:
         serve(cfg.storage_root, host, port, index_url=cfg.config.index.url, log_level="info" if verbose else "warning",
-              store=store_settings(cfg.config.storage))
+              store=store_settings(cfg.config.storage), replay_port=replay_port, allowed_hosts=allowed_hosts)
     except ArchiverError as e:
         click.echo(f"archiver: {e}", err=True)
         sys.exit(1)

@@ -1,11 +1,26 @@
-"""Replay archived responses from their WARC records, rewritten so nothing leaves the archive.
+"""Replay archived responses from their WARC records, sealed so nothing leaves the archive.
 
-Every URL a page names (links, images, scripts, stylesheets, frames, forms, CSS `url()`,
-`srcset`, meta refresh) is rewritten to `/web/<timestamp>/<absolute URL>` on the archive's
-own server, which answers with the capture of that URL nearest in time or with a "not in the
-archive" page — never by fetching it. The Content-Security-Policy sent with every replayed
-response is the second wall: only the archive's origin may be contacted, and the `sandbox`
-directive puts the page in an opaque origin, so its scripts cannot reach the browse UI.
+Replayed bytes are served from an origin of their own (`archiver serve --replay-port`), never
+the browse UI's, and three walls keep a replayed page from reaching the live web:
+
+1. Rewriting: every URL a page names (links, images, stylesheets, frames, forms, SVG
+   `href`/`xlink:href`, CSS `url()`, `srcset`, meta refresh in all its spellings, `srcdoc`
+   documents) becomes `/web/<timestamp>/<absolute URL>` on the replay origin, which answers
+   with the capture of that URL nearest in time or a "not in the archive" page — never by
+   fetching it. `target` attributes and `<base>` go, so every link opens in place.
+2. No archived script runs. The replay frame is sandboxed without `allow-scripts` and every
+   replayed response carries a CSP `sandbox` directive (no tokens) and `script-src 'none'`.
+   This is what stops WebRTC: no CSP directive covers RTCPeerConnection in Chromium or
+   Firefox (CSP `webrtc 'block'` is unrecognized by both; `connect-src` does not apply; there
+   is no Permissions-Policy feature for it), so a page that may run script can send STUN/TURN
+   packets to any address. Sandbox flags are inherited by every nested frame, about:blank
+   and srcdoc ones included, so no script runs at any depth; without script there is also no
+   `location` assignment, `window.open` or `top.location`. The sandbox also refuses popups,
+   top-level navigation, form submission and meta refresh.
+3. The browser's own checks: the CSP lets a replayed page load only from the replay origin,
+   and the browse UI's page around the frame allows frames only from the replay origin, so
+   a navigation of the frame to anywhere else is refused by the browser even when a URL
+   slipped past the rewriting.
 """
 
 from __future__ import annotations
@@ -21,18 +36,34 @@ from warcio.archiveiterator import ArchiveIterator
 from .decode import decode_text
 
 MAX_REPLAY_BYTES = 50 * 1024 * 1024
+# an HTML or CSS document larger than this is not rewritten (parsing and walking it would
+# hold a worker for seconds); the replay origin answers with a notice instead
+MAX_REWRITE_BYTES = 5 * 1024 * 1024
+MAX_ELEMENTS = 150_000
+MAX_SRCDOC_DEPTH = 3
 
-# attributes that hold one URL, by element
-_URL_ATTRS = {
-    "a": ("href",), "area": ("href",), "link": ("href",), "img": ("src", "longdesc"), "script": ("src",),
-    "iframe": ("src",), "frame": ("src",), "embed": ("src",), "source": ("src",), "track": ("src",),
-    "audio": ("src",), "video": ("src", "poster"), "input": ("src",), "form": ("action",),
-    "button": ("formaction",), "object": ("data",), "body": ("background",), "table": ("background",),
-    "td": ("background",), "blockquote": ("cite",), "q": ("cite",), "ins": ("cite",), "del": ("cite",),
-}
-_LAZY_ATTRS = ("data-src", "data-lazy-src", "data-original")
-_CSS_URL = re.compile(r"""url\(\s*(['"]?)([^'")]+)\1\s*\)""", re.IGNORECASE)
+# attributes that hold one URL, on whatever element they appear (SVG and MathML links too)
+_URL_ATTRS = ("href", "xlink:href", "src", "action", "formaction", "poster", "background", "cite", "longdesc",
+              "lowsrc", "dynsrc", "icon", "data-src", "data-lazy-src", "data-original")
+_SRCSET_ATTRS = ("srcset", "data-srcset", "imagesrcset")
+# attributes that make the browser contact a URL on their own and that a replay does without
+_DROPPED_ATTRS = ("ping", "manifest", "codebase", "archive", "classid", "target", "formtarget", "integrity")
+_ANIMATIONS = ("set", "animate", "animatemotion", "animatetransform", "animatecolor")
+_CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^'"()\s]*))\s*\)""", re.IGNORECASE)
 _CSS_IMPORT = re.compile(r"""@import\s+(['"])([^'"]+)\1""", re.IGNORECASE)
+_WS = " \t\n\f\r"
+_DIGITS = "0123456789"
+_CSS_UNSAFE = re.compile(r"""[\x00-\x20"'()<>\\]""")
+
+
+def _css_safe(url: str) -> str:
+    """A URL percent-encoded where it could end a CSS string or a <style> element: the
+    rewritten URL comes from the archived page and is written back into its CSS."""
+    return _CSS_UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", url)
+
+
+class TooLarge(ValueError):
+    """An archived document over the rewriting limits; it is not replayed."""
 
 
 @dataclass
@@ -79,23 +110,22 @@ class Rewriter:
         self.base = base_url
         self.ts = timestamp
         self.prefix = prefix
+        self.elements = 0
 
     def url(self, value: str) -> str:
-        value = value.strip()
+        value = value.strip(_WS)
         if not value or value.startswith("#"):
             return value
         lower = value.lower()
-        if lower.startswith(("data:", "mailto:", "tel:", "about:blank")):
-            return value
-        if lower.startswith(("javascript:", "vbscript:")):
-            return "#"
+        if lower.startswith(("data:", "about:blank")):
+            return value  # inline data; about:blank is an empty frame of the replay itself
         try:
             absolute = urljoin(self.base, value)
             scheme = urlsplit(absolute).scheme
         except ValueError:
             return "#"
         if scheme not in ("http", "https"):
-            return "#"
+            return "#"  # javascript:, mailto:, app links: nothing a replay may start
         return f"{self.prefix}{self.ts}/{absolute}"
 
     def srcset(self, value: str) -> str:
@@ -107,72 +137,153 @@ class Rewriter:
         return ", ".join(out)
 
     def css(self, text: str) -> str:
-        text = _CSS_URL.sub(lambda m: f'url("{self.url(m.group(2))}")', text)
-        return _CSS_IMPORT.sub(lambda m: f'@import "{self.url(m.group(2))}"', text)
+        if len(text) > MAX_REWRITE_BYTES:
+            raise TooLarge(f"a stylesheet of {len(text):,} characters")
 
-    def html(self, markup: str) -> str:
+        def one(m: re.Match[str]) -> str:
+            target = next(g for g in m.groups() if g is not None)
+            return f'url("{_css_safe(self.url(target))}")'
+
+        text = _CSS_URL.sub(one, text)
+        return _CSS_IMPORT.sub(lambda m: f'@import "{_css_safe(self.url(m.group(2)))}"', text)
+
+    def refresh(self, content: str) -> str | None:
+        """A meta refresh's content with its URL rewritten, or None to drop the element.
+        Parsed as HTML's "shared declarative refresh steps" read it, so that "0;URL=…",
+        "0,url=…", "0.1; url='…'" and "5 …" all name the URL the browser would follow."""
+        s, i = content, 0
+        while i < len(s) and s[i] in _WS:
+            i += 1
+        start = i
+        while i < len(s) and s[i] in _DIGITS:
+            i += 1
+        delay = s[start:i]
+        if not delay and not (i < len(s) and s[i] == "."):
+            return None  # the browser ignores it too
+        while i < len(s) and s[i] in _DIGITS + ".":
+            i += 1
+        if i >= len(s):
+            return content  # reloads this same replayed page
+        if s[i] not in ";," + _WS:
+            return None
+        while i < len(s) and s[i] in _WS:
+            i += 1
+        if i < len(s) and s[i] in ";,":
+            i += 1
+        while i < len(s) and s[i] in _WS:
+            i += 1
+        if i >= len(s):
+            return content
+        rest = s[i:]
+        m = re.match(r"url[" + _WS + r"]*=[" + _WS + r"]*", rest, re.IGNORECASE)
+        if m:
+            rest = rest[m.end():]
+        if rest[:1] in ("'", '"'):
+            quote, rest = rest[0], rest[1:]
+            rest = rest.split(quote, 1)[0]
+        target = self.url(rest)
+        if not target.startswith(self.prefix):
+            return None
+        return f"{delay or '0'}; url={target}"
+
+    def _element(self, el: etree._Element, depth: int) -> bool:
+        """Rewrite one element in place; False when it is to be removed."""
+        tag = el.tag.lower()
+        if tag in _ANIMATIONS and (el.get("attributename") or "").lower() in _URL_ATTRS:
+            return False  # SMIL can set a link's href to any URL after the rewriting
+        if tag == "meta" and (el.get("http-equiv") or "").strip().lower() == "refresh":
+            content = self.refresh(el.get("content") or "")
+            if content is None:
+                return False
+            el.set("content", content)
+        for attr in _DROPPED_ATTRS:
+            if attr in el.attrib:
+                del el.attrib[attr]
+        for attr in _URL_ATTRS:
+            v = el.get(attr)
+            if v is not None:
+                el.set(attr, self.url(v))
+        if tag == "object" and el.get("data") is not None:
+            el.set("data", self.url(el.get("data") or ""))
+        for attr in _SRCSET_ATTRS:
+            v = el.get(attr)
+            if v is not None:
+                el.set(attr, self.srcset(v))
+        style = el.get("style")
+        if style and "url" in style.lower():
+            el.set("style", self.css(style))
+        if tag == "style" and el.text:
+            el.text = self.css(el.text)
+        srcdoc = el.get("srcdoc")
+        if srcdoc is not None:
+            if depth >= MAX_SRCDOC_DEPTH:
+                del el.attrib["srcdoc"]
+            else:
+                base = self.base  # a <base> inside the srcdoc is its own
+                el.set("srcdoc", self.html(srcdoc, depth + 1))
+                self.base = base
+        for attr in list(el.attrib):
+            if attr.startswith("on"):  # no script runs anyway; the markup need not carry any
+                del el.attrib[attr]
+        return True
+
+    def html(self, markup: str, depth: int = 0) -> str:
+        if len(markup) > MAX_REWRITE_BYTES:
+            raise TooLarge(f"an HTML document of {len(markup):,} characters")
         try:
             root = html.document_fromstring(markup)
         except (etree.ParserError, ValueError):
             return "<!doctype html><p>This archived document could not be parsed; see its text views.</p>"
-        for base in root.iter("base"):
+        for base in list(root.iter("base")):
             href = base.get("href")
             if href:
                 self.base = urljoin(self.base, href)
             base.drop_tree()
+        doomed = []
         for el in root.iter():
             if not isinstance(el.tag, str):
                 continue
-            for attr in _URL_ATTRS.get(el.tag, ()):
-                v = el.get(attr)
-                if v is not None:
-                    el.set(attr, self.url(v))
-            for attr in _LAZY_ATTRS:
-                v = el.get(attr)
-                if v is not None:
-                    el.set(attr, self.url(v))
-            for attr in ("srcset", "data-srcset", "imagesrcset"):
-                v = el.get(attr)
-                if v is not None:
-                    el.set(attr, self.srcset(v))
-            if el.get("integrity") is not None:  # rewritten bytes would fail the hash
-                del el.attrib["integrity"]
-            style = el.get("style")
-            if style and "url" in style.lower():
-                el.set("style", self.css(style))
-            if el.tag == "style" and el.text:
-                el.text = self.css(el.text)
-            if el.tag == "meta" and (el.get("http-equiv") or "").lower() == "refresh":
-                content = el.get("content") or ""
-                m = re.match(r"\s*(\d+)\s*;\s*url\s*=\s*['\"]?([^'\"]+)", content, re.IGNORECASE)
-                if m:
-                    el.set("content", f"{m.group(1)}; url={self.url(m.group(2))}")
-            for attr in list(el.attrib):
-                # inline handlers may build URLs; they run sandboxed, but nothing should start a
-                # navigation to the live web, so javascript: URLs are already neutralised above
-                if attr.startswith("on") and "http" in (el.get(attr) or ""):
-                    del el.attrib[attr]
+            self.elements += 1
+            if self.elements > MAX_ELEMENTS:
+                raise TooLarge(f"a document of more than {MAX_ELEMENTS:,} elements")
+            if not self._element(el, depth):
+                doomed.append(el)
+        for el in doomed:
+            el.drop_tree()
+        for script in list(root.iter("script")):
+            script.drop_tree()  # never run (see above); dropped so no parser sees code in it either
         return html.tostring(root, encoding="unicode", method="html", doctype="<!DOCTYPE html>")
 
 
 def replay_body(archived: Archived, timestamp: str, prefix: str = "/web/") -> tuple[bytes, str]:
-    """(body, content type) to send for an archived response."""
+    """(body, content type) to send for an archived response. Raises TooLarge for an HTML or
+    CSS document over the rewriting limits."""
     rw = Rewriter(archived.url, timestamp, prefix)
     if is_html(archived.content_type):
+        if len(archived.body) > MAX_REWRITE_BYTES:
+            raise TooLarge(f"an HTML document of {len(archived.body):,} bytes")
         text = decode_text(archived.body, archived.content_type).text
         return rw.html(text).encode("utf-8"), "text/html; charset=utf-8"
     if is_css(archived.content_type):
+        if len(archived.body) > MAX_REWRITE_BYTES:
+            raise TooLarge(f"a stylesheet of {len(archived.body):,} bytes")
         text = decode_text(archived.body, archived.content_type).text
         return rw.css(text).encode("utf-8"), "text/css; charset=utf-8"
     return archived.body, archived.content_type
 
 
 def replay_csp(origin: str) -> str:
-    """The policy for replayed documents: the archive's origin only, in a sandbox (opaque
-    origin: scripts run but cannot touch the browse UI, its storage or its cookies)."""
+    """The policy of every response from the replay origin: loads from that origin only, no
+    script, no plugin, no form, and a sandbox with no exceptions (an opaque origin; no popups,
+    no top-level navigation, no automatic navigation), which nested frames inherit."""
     src = f"'self' {origin}"
-    return (f"default-src {src} data: blob:; script-src {src} 'unsafe-inline' 'unsafe-eval' data: blob:; "
-            f"style-src {src} 'unsafe-inline' data:; img-src {src} data: blob:; font-src {src} data:; "
-            f"media-src {src} data: blob:; connect-src {src}; frame-src {src}; worker-src 'none'; "
-            f"form-action {src}; base-uri 'none'; frame-ancestors {src}; "
-            f"sandbox allow-scripts allow-forms allow-popups")
+    return (f"default-src {src} data:; script-src 'none'; object-src 'none'; style-src {src} 'unsafe-inline' data:; "
+            f"img-src {src} data:; font-src {src} data:; media-src {src} data:; frame-src {src}; child-src {src}; "
+            f"connect-src 'none'; worker-src 'none'; manifest-src 'none'; form-action 'none'; base-uri 'none'; "
+            f"sandbox")
+
+
+def raw_csp() -> str:
+    """For the raw view of an archived body (served as text or as a download): nothing in it
+    may load, run or navigate, whatever a browser makes of it."""
+    return "default-src 'none'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'; sandbox"

@@ -10,6 +10,7 @@ beside the daemon sees new articles without a restart.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import json
@@ -18,9 +19,11 @@ import os
 import re
 import sqlite3
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import StorageError
 from .index import ARCHIVED, Index
@@ -29,8 +32,15 @@ log = logging.getLogger(__name__)
 
 SEARCH_FILE = "search.sqlite3"
 # bump when the schema or what goes into it changes: an older cache is then rebuilt
-SEARCH_VERSION = "1"
+SEARCH_VERSION = "2"  # 2: article texts indexed up to MAX_INDEXED_CHARS
 PAGE_SIZE = 20
+MAX_QUERY_CHARS = 500  # of the search terms; no headline needs more
+MAX_PAGE = 10_000
+# of each article's text that is searchable: FTS5's snippet() costs about the square of a
+# text's matches, so one 2 MB "article" would make every search that finds it take seconds;
+# 100,000 characters (some 15,000 words) is more than news articles run to
+MAX_INDEXED_CHARS = 100_000
+SEARCH_SECONDS = 2.0  # a query still running then is interrupted (see _deadline)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -133,6 +143,8 @@ class SearchIndex:
     def __init__(self, storage_root: Path, path: Path | None = None):
         self.storage_root = storage_root
         self.path = path or search_path(storage_root)
+        self._readers: list[sqlite3.Connection] = []  # idle ones
+        self._readers_lock = threading.Lock()
         try:
             self.conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -156,9 +168,30 @@ class SearchIndex:
 
     def close(self) -> None:
         self.conn.close()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own for one search: the progress handler that holds a search to
+        its time limit belongs to a connection, so searches running at once on worker threads
+        must not share one. WAL lets them read beside the writer."""
+        with self._readers_lock:
+            conn = self._readers.pop() if self._readers else None
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        try:
+            yield conn
+        finally:
+            with self._readers_lock:
+                self._readers.append(conn)
 
     def synced_up_to(self) -> int:
-        r = self.conn.execute("SELECT value FROM meta WHERE key = 'synced'").fetchone()
+        # on a reader: /healthz asks from the event loop and must not wait for a sync's writes
+        with self._reader() as conn:
+            r = conn.execute("SELECT value FROM meta WHERE key = 'synced'").fetchone()
         return int(r[0]) if r else 0
 
     def sync(self, index: Index, text_of: Any = None, batch: int = 500) -> int:
@@ -188,7 +221,7 @@ class SearchIndex:
                 if body and title and body.startswith(title + "\n"):
                     body = body[len(title):].lstrip("\n")
                 docs.append((r["id"], r["url"], r["final_url"], title, r["outlet"], r["topics"], r["fetched_at"]))
-                fts.append((r["id"], title, body or ""))
+                fts.append((r["id"], title, (body or "")[:MAX_INDEXED_CHARS]))
                 topics += [(r["id"], t) for t in json.loads(r["topics"] or "[]")]
                 last = r["id"]
             with self.conn:
@@ -213,12 +246,18 @@ class SearchIndex:
 
     def facets(self) -> dict[str, list[tuple[str, int]]]:
         """Topics and outlets with their capture counts, for the search filters."""
-        return {"topics": self.conn.execute("SELECT topic, COUNT(*) FROM doc_topics GROUP BY topic "
-                                            "ORDER BY COUNT(*) DESC, topic").fetchall(),
-                "outlets": self.conn.execute("SELECT outlet, COUNT(*) FROM docs GROUP BY outlet "
-                                             "ORDER BY COUNT(*) DESC, outlet").fetchall()}
+        with self._reader() as conn, _deadline(conn, SEARCH_SECONDS, "listing topics and outlets"):
+            return {"topics": conn.execute("SELECT topic, COUNT(*) FROM doc_topics GROUP BY topic "
+                                           "ORDER BY COUNT(*) DESC, topic").fetchall(),
+                    "outlets": conn.execute("SELECT outlet, COUNT(*) FROM docs GROUP BY outlet "
+                                            "ORDER BY COUNT(*) DESC, outlet").fetchall()}
 
-    def search(self, query: Query) -> Results:
+    def search(self, query: Query, seconds: float = SEARCH_SECONDS) -> Results:
+        if len(query.q) > MAX_QUERY_CHARS:
+            raise SearchError(f"the search terms are {len(query.q):,} characters long; at most {MAX_QUERY_CHARS} "
+                              "are searched for")
+        if query.page > MAX_PAGE:
+            raise SearchError(f"page {query.page} is past the last page shown ({MAX_PAGE:,}); narrow the search")
         where, args = [], []
         match = fts_query(query.q)
         if query.outlet:
@@ -250,18 +289,19 @@ class SearchIndex:
             sql_ids = f"SELECT d.capture_id {base}{cond} ORDER BY d.fetched_at DESC, d.capture_id DESC LIMIT ? OFFSET ?"
             sql_count = f"SELECT COUNT(*) {base}{cond}"
         try:
-            total = self.conn.execute(sql_count, args).fetchone()[0]
-            ids = [r[0] for r in self.conn.execute(sql_ids, [*args, PAGE_SIZE, offset])]
-            marks = ", ".join("?" * len(ids))
-            if match:
-                snip = f"snippet(fts, 1, '{_OPEN}', '{_CLOSE}', '…', 24)"
-                found = self.conn.execute(
-                    f"SELECT d.*, {snip} FROM fts JOIN docs d ON d.capture_id = fts.rowid "
-                    f"WHERE fts MATCH ? AND fts.rowid IN ({marks})", [match, *ids]).fetchall()
-            else:
-                found = self.conn.execute(
-                    f"SELECT d.*, substr(fts.body, 1, 200) FROM docs d JOIN fts ON fts.rowid = d.capture_id "
-                    f"WHERE d.capture_id IN ({marks})", ids).fetchall()
+            with self._reader() as conn, _deadline(conn, seconds, f"the search for {query.q!r}"):
+                total = conn.execute(sql_count, args).fetchone()[0]
+                ids = [r[0] for r in conn.execute(sql_ids, [*args, PAGE_SIZE, offset])]
+                marks = ", ".join("?" * len(ids))
+                if match:
+                    snip = f"snippet(fts, 1, '{_OPEN}', '{_CLOSE}', '…', 24)"
+                    found = conn.execute(
+                        f"SELECT d.*, {snip} FROM fts JOIN docs d ON d.capture_id = fts.rowid "
+                        f"WHERE fts MATCH ? AND fts.rowid IN ({marks})", [match, *ids]).fetchall()
+                else:
+                    found = conn.execute(
+                        f"SELECT d.*, substr(fts.body, 1, 200) FROM docs d JOIN fts ON fts.rowid = d.capture_id "
+                        f"WHERE d.capture_id IN ({marks})", ids).fetchall()
         except sqlite3.OperationalError as e:
             raise SearchError(f"search for {query.q!r} failed: {e}") from None
         by_id = {r[0]: r for r in found}
@@ -272,6 +312,22 @@ class SearchIndex:
             hits.append(Hit(cid, url, final_url, title or "", outlet, json.loads(topics or "[]"), fetched_at,
                             snippet=snip.replace(_OPEN, "").replace(_CLOSE, ""), snippet_html=_marked(snip)))
         return Results(hits, total, page, (total + PAGE_SIZE - 1) // PAGE_SIZE)
+
+
+@contextlib.contextmanager
+def _deadline(conn: sqlite3.Connection, seconds: float, what: str) -> Iterator[None]:
+    """SQLite interrupts the statement running on `conn` once `seconds` have passed."""
+    end = time.monotonic() + seconds
+    conn.set_progress_handler(lambda: 1 if time.monotonic() > end else 0, 2000)
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        if "interrupt" in str(e).lower():
+            raise SearchError(f"{what} took longer than {seconds:g} s and was stopped; use fewer or rarer "
+                              "words, or a filter") from None
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
 
 
 def _marked(s: str) -> str:

@@ -2,7 +2,9 @@
 
 The archive is crawled from the sample outlet; an article is then revised and refetched so
 there are two versions to compare; `archiver serve` runs as a user starts it. The sample
-outlet's hit log proves that browsing never reaches the outlet.
+outlet's hit log proves that browsing never reaches the outlet. `start_serve`, `get` and
+`chromium` are shared with the other browse tests (test_replay_sealed.py, test_browse_hosts.py,
+test_browse_bounds.py).
 """
 
 from __future__ import annotations
@@ -41,16 +43,64 @@ class Served:
     site: SampleSite
     root: Path
     config: Path
-    base: str
+    base: str  # the browse UI
+    replay: str  # the replay origin
     proc: subprocess.Popen
 
 
-def get(url: str) -> tuple[int, dict[str, str], str]:
+def get(url: str, headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, dict[str, str], str]:
+    req = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, dict(r.headers), r.read().decode("utf-8")
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode("utf-8")
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode("utf-8", "replace")
+
+
+def start_serve(config: Path, *extra: str, env: dict[str, str] | None = None,
+                host: str = "127.0.0.1") -> tuple[subprocess.Popen, str, str]:
+    """`archiver serve` on two free ports, as a user starts it; returns it once /healthz answers,
+    with the UI's and the replay origin's base URLs."""
+    port, replay_port = free_port(), free_port()
+    while replay_port == port:
+        replay_port = free_port()
+    exe = Path(sys.executable).with_name("archiver")
+    where = ["--host", host] if host != "127.0.0.1" else []
+    proc = subprocess.Popen([str(exe), "serve", "--config", str(config), *where, "--port", str(port),
+                             "--replay-port", str(replay_port), *extra], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base, replay = f"http://{host}:{port}", f"http://{host}:{replay_port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if get(f"{base}/healthz", timeout=2)[0] == 200 and get(f"{replay}/healthz", timeout=2)[0] == 200:
+                return proc, base, replay
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"archiver serve did not start: {proc.communicate()[0]}")
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def chromium():
+    """(playwright's sync API, the browser path); skips (or fails under .ci/run) without one."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    path = os.environ.get("ARCHIVER_CHROMIUM", "/usr/bin/chromium")
+    if not Path(path).exists():
+        if os.environ.get("ARCHIVER_REQUIRE_BROWSER"):
+            pytest.fail(f"no browser at {path}")
+        pytest.skip(f"no browser at {path} (apt-get install chromium)")
+    return sync_api, path
 
 
 def api(s: Served, query: str) -> dict:
@@ -64,25 +114,11 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("browse")
     with SampleSite(crawl_delay=0.05, etags=False) as site:
         config = archive_with_revision(site, root)
-        port = free_port()
-        exe = Path(sys.executable).with_name("archiver")
-        proc = subprocess.Popen([str(exe), "serve", "--config", str(config), "--port", str(port)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if get(f"{base}/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
-            time.sleep(0.1)
+        proc, base, replay = start_serve(config)
         try:
-            yield Served(site, root / "storage", config, base, proc)
+            yield Served(site, root / "storage", config, base, replay, proc)
         finally:
-            proc.terminate()
-            proc.wait(10)
+            stop(proc)
 
 
 def test_search_api_finds_highlights_filters_and_pages(served: Served):
@@ -147,21 +183,31 @@ def test_replay_rewrites_to_the_archive_and_never_fetches(served: Served):
     with Index.open(served.root, readonly=True) as idx:
         row = next(r for r in idx.captures(kind="article", state="archived") if "jakarta" in (r.final_url or ""))
     hits_before = len(served.site.hits)
-    status, headers, body = get(f"{served.base}/raw/{row.id}")
-    assert status == 200
+    status, headers, body = get(f"{served.replay}/replay/{row.id}")
+    assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
     csp = headers["content-security-policy"]
-    assert "sandbox" in csp and "connect-src 'self'" in csp and "*" not in csp
+    assert csp.endswith("; sandbox") and "script-src 'none'" in csp and "connect-src 'none'" in csp and "*" not in csp
+    assert headers["x-content-type-options"] == "nosniff"
     doc = lxml.html.document_fromstring(body)
     urls = [v for el in doc.iter() if isinstance(el.tag, str)
             for k, v in el.attrib.items() if k in ("href", "src", "action", "srcset", "poster")]
     assert urls and all(u.startswith(("/web/", "#")) for u in urls), urls  # every link points into the archive
+    assert not list(doc.iter("script"))  # archived scripts are not replayed
     assert "Blinken meets Indonesian counterpart in Jakarta" in body
     ts = "".join(ch for ch in row.fetched_at if ch.isdigit())[:14]
     # an archived link resolves to its capture; an unarchived one is "missing", not fetched
-    status, _, body = get(f"{served.base}/web/{ts}/{served.site.base_url}/2025/06/09/analysis-blinken-hanoi.html")
+    status, _, body = get(f"{served.replay}/web/{ts}/{served.site.base_url}/2025/06/09/analysis-blinken-hanoi.html")
     assert status == 200 and "Hanoi" in body
-    status, headers, body = get(f"{served.base}/web/{ts}/{served.site.base_url}/img/photo.jpg")
+    status, headers, body = get(f"{served.replay}/web/{ts}/{served.site.base_url}/img/photo.jpg")
     assert status == 404 and "Not in the archive" in body and "sandbox" in headers["content-security-policy"]
+    # the UI's origin serves no archived bytes: its /raw view is inert text, its /web and
+    # /replay pages are its own, framing the replay origin
+    status, headers, body = get(f"{served.base}/raw/{row.id}")
+    assert status == 200 and headers["content-type"] == "text/plain; charset=utf-8" and "<script>" in body
+    assert headers["content-security-policy"].startswith("default-src 'none'") and "sandbox" in headers["content-security-policy"]
+    status, headers, body = get(f"{served.base}/replay/{row.id}")
+    assert status == 200 and f'src="{served.replay}/replay/{row.id}"' in body and 'sandbox=""' in body
+    assert f"frame-src {served.replay};" in headers["content-security-policy"]
     assert len(served.site.hits) == hits_before
 
 
@@ -193,16 +239,11 @@ def test_text_from_the_request_is_escaped_in_every_page(served: Served):
 
 
 def test_browser_search_open_capture_diff_and_replay_stay_on_the_archive(served: Served, tmp_path: Path):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    chromium = os.environ.get("ARCHIVER_CHROMIUM", "/usr/bin/chromium")
-    if not Path(chromium).exists():
-        if os.environ.get("ARCHIVER_REQUIRE_BROWSER"):
-            pytest.fail(f"no browser at {chromium}")
-        pytest.skip(f"no browser at {chromium} (apt-get install chromium)")
+    sync_api, browser_path = chromium()
     hits_before = len(served.site.hits)
     requests: list[str] = []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
         try:
             context = browser.new_context()
             context.on("request", lambda req: requests.append(req.url))
@@ -232,7 +273,7 @@ def test_browser_search_open_capture_diff_and_replay_stay_on_the_archive(served:
         finally:
             browser.close()
     assert requests, "the browser made no requests"
-    outside = [u for u in requests if not u.startswith(served.base + "/") and not u.startswith("data:")]
+    outside = [u for u in requests if not u.startswith((served.base + "/", served.replay + "/", "data:"))]
     assert outside == [], f"requests left the archive: {outside}"
     assert any("/web/" in u and u.endswith("/img/photo.jpg") for u in requests)  # asked the archive, not the web
     assert len(served.site.hits) == hits_before
@@ -255,25 +296,13 @@ def test_serves_a_copied_archive_from_read_only_storage(crawled, tmp_path: Path)
         assert not os.access(ro, os.W_OK)
         config = tmp_path / "config.yaml"
         config.write_text(crawled.config_path.read_text().replace(str(crawled.root), str(ro)))
-        port = free_port()
-        exe = Path(sys.executable).with_name("archiver")
         env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-        proc = subprocess.Popen([str(exe), "serve", "--config", str(config), "--port", str(port)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc, base, _ = start_serve(config, env=env)
         try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    status, _, body = get(f"{base}/api/search?q=Blinken")
-                    break
-                except OSError:
-                    assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
-                    time.sleep(0.1)
+            status, _, body = get(f"{base}/api/search?q=Blinken")
             assert status == 200 and json.loads(body)["total"] == len([a for a in ON_TOPIC if "blinken" in a.topics])
             assert list((tmp_path / "cache" / "archiver").glob("search-*.sqlite3"))  # the cache went elsewhere
         finally:
-            proc.terminate()
-            proc.wait(10)
+            stop(proc)
     finally:
         subprocess.run(["umount", str(ro)], capture_output=True)
