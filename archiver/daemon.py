@@ -459,8 +459,7 @@ class Daemon:
         repaired = repair_storage(root, self.index)
         if repaired:
             log.warning("repaired %d WARC file(s) left open by an earlier run", len(repaired))
-        self.crawler = Pass(cfg, self.index, self._progress)
-        self.crawler.fetcher.observer = self._observe
+        self.crawler = Pass(cfg, self.index, self._progress, observer=self._observe)
         self.scheduler = self._new_scheduler()
         self._start_scheduler()  # when the job store fails, the watchdog tries again
         background.append(asyncio.create_task(self._keep("closing idle WARCs", self._close_idle_warc)))

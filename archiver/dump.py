@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator
 from warcio.archiveiterator import ArchiveIterator
 
 from . import SOFTWARE, __version__, stores
+from .capture import text_key
 from .errors import ArchiverError, StorageError
 from .extract import EXTRACTOR_NAME, EXTRACTOR_VERSION, extract, page_markup
 from .index import ARCHIVED, CaptureRow, Index
@@ -49,10 +50,6 @@ def producer(kind: str) -> dict[str, Any]:
         return {"name": RENDERER_NAME, "version": RENDERER_VERSION, "options": {}}
     return {"name": EXTRACTOR_NAME, "version": EXTRACTOR_VERSION,
             "options": {"renderer": f"{RENDERER_NAME}/{RENDERER_VERSION}", "layout": "title, blank line, body"}}
-
-
-def capture_key(record_id: str) -> str:
-    return hashlib.sha256(record_id.encode("ascii")).hexdigest()[:16]
 
 
 def html_to_text(markup: str, kind: str) -> str:
@@ -162,7 +159,7 @@ def dump(warcs: WarcFiles, index: Index, out: Path, sel: Selection,
 def _write_one(out: Path, n: int, width: int, row: CaptureRow, text: str, kind: str) -> dict[str, Any]:
     assert row.warc_file and row.warc_record_id and row.warc_offset is not None
     data = text.encode("utf-8")
-    name = f"{n:0{width}d}_{capture_key(row.warc_record_id)}.txt"
+    name = f"{n:0{width}d}_{text_key(row.warc_record_id)}.txt"
     _write_bytes(out / name, data)
     return {
         "file": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),

@@ -23,7 +23,6 @@ import re
 import signal
 import socket
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Coroutine, TypeVar
 
@@ -31,8 +30,10 @@ from sqlalchemy import func, select, update
 
 from . import SOFTWARE, frontier, schema
 from .config import LoadedConfig, Outlet
-from .crawl import OutletStats, Pass, _now
+from .claims import PassClaims
+from .crawl import Pass, _now
 from .discover import Candidate
+from .outletrun import OutletRun
 from .errors import ArchiverError, ConfigError, ConfigProblem
 from .hostturns import RedisTurns
 from .index import Index
@@ -41,7 +42,7 @@ from .ship import Shipper, adopt_spool
 from .stores import store_for
 from .topics import TopicMatcher
 from .warc import WarcWriter
-from .warcfiles import WarcFiles, store_settings
+from .warcfiles import store_settings
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -60,19 +61,37 @@ def spool_root(cfg: LoadedConfig, name: str) -> Path:
     return cfg.storage_root / "spool" / name
 
 
+class FrontierClaims:
+    """Claims across workers: the shared frontier says which candidate owns a final URL.
+    Candidates that came from no frontier row (refetches) use the pass's own set."""
+
+    def __init__(self, index: Index):
+        self.index = index
+        self._local = PassClaims()
+
+    def kept_already(self, final_url: str, c: Candidate, run: OutletRun) -> bool:
+        if c.frontier_id is None:
+            return self._local.kept_already(final_url, c, run)
+        owner = frontier.page_owner(self.index, final_url)
+        return owner is not None and owner != c.frontier_id
+
+    def claim(self, final_url: str, c: Candidate, run: OutletRun) -> bool:
+        if c.frontier_id is None:
+            return self._local.claim(final_url, c, run)
+        return frontier.claim_page(self.index, final_url, c.frontier_id)
+
+
 class ClusterPass(Pass):
     """A Pass whose candidates come from the shared frontier, one task at a time."""
 
     def __init__(self, cfg: LoadedConfig, index: Index, name: str, turns: RedisTurns | None):
         self.worker_name = name
         self.spool = spool_root(cfg, name)
-        super().__init__(cfg, index)
-        self.root = self.spool  # WARCs and texts go to this worker's spool
-        self.fetcher.gates.shared = turns
+        self.shipper: Shipper | None = None
+        super().__init__(cfg, index, root=self.spool, new_writer=self._new_writer, claims=FrontierClaims(index),
+                         turns=turns)
         self._matchers: dict[str, TopicMatcher] = {}
         self.broker: Any = None
-        self.shipper: Shipper | None = None
-        self.warcs = WarcFiles([self.spool / "warc"], index, store_settings(cfg.config.storage))
 
     def _new_writer(self, cfg: LoadedConfig) -> WarcWriter:
         w = cfg.config.storage.warc
@@ -105,24 +124,13 @@ class ClusterPass(Pass):
     def outlet_named(self, name: str) -> Outlet | None:
         return next((o for o in self.cfg.config.outlets if o.name == name), None)
 
-    def matcher(self, outlet: Outlet) -> TopicMatcher:
+    def run_for(self, outlet: Outlet, pass_id: int) -> OutletRun:
+        """One task's view of an outlet's pass: its counts are the task's own (the scheduler
+        adds them up from the rows), the matcher is built once per outlet."""
         m = self._matchers.get(outlet.name)
         if m is None:
             m = self._matchers[outlet.name] = TopicMatcher(self.cfg.topics_for(outlet))
-        return m
-
-    # ------------------------------------------------------------------ duplicates across workers
-
-    def _kept_already(self, final_url: str, c: Candidate, stats: OutletStats) -> bool:
-        if c.frontier_id is None:
-            return super()._kept_already(final_url, c, stats)
-        owner = frontier.page_owner(self.index, final_url)
-        return owner is not None and owner != c.frontier_id
-
-    def _claim(self, final_url: str, c: Candidate, stats: OutletStats) -> bool:
-        if c.frontier_id is None:
-            return super()._claim(final_url, c, stats)
-        return frontier.claim_page(self.index, final_url, c.frontier_id)
+        return OutletRun.start(outlet, pass_id, m)
 
     # ------------------------------------------------------------------ tasks
 
@@ -135,19 +143,13 @@ class ClusterPass(Pass):
             log.warning("pass %s of outlet %s: not in this worker's config or index; skipped", pass_id, outlet_name)
             return
         if row[0]["counts"] is None:  # not discovered yet (or the worker doing it died)
-            stats = OutletStats(outlet.name)
-            candidates = await self.discover(outlet, pass_id, stats)
-            known = self.index.known_articles(outlet.name)
-            waiting = self.index.failures_not_due(outlet.name, datetime.now(timezone.utc))
-            todo = [c for c in candidates if c.url not in known and c.url not in waiting]
-            matcher = self.matcher(outlet)
-            # likely articles first, as in a single-machine pass
-            todo.sort(key=lambda c: not matcher.match({"feed_title": c.title, "feed_summary": c.summary}))
+            run = self.run_for(outlet, pass_id)
+            stats = run.stats
+            candidates = await self.discover(run)
+            todo = self.todo(run, candidates)
             frontier.add(self.index, outlet.name, pass_id, todo)
-            await self._refetch_due(outlet, matcher, pass_id, stats, row[0]["started_at"])
-            skipped = sum(1 for c in candidates if c.url in known)
-            counts = {"discovered": len(candidates), "skipped_known": skipped,
-                      "not_due": len(candidates) - len(todo) - skipped,
+            await self.refetch_due(run, row[0]["started_at"])
+            counts = {"discovered": len(candidates), "skipped_known": stats.skipped_known, "not_due": stats.not_due,
                       "refetched": stats.refetched, "unchanged": stats.unchanged, "updated": stats.updated}
             with self.index.transaction() as c:
                 c.execute(update(schema.passes).where(schema.passes.c.id == pass_id).values(
@@ -165,8 +167,7 @@ class ClusterPass(Pass):
         if outlet is None:
             frontier.settle_without_capture(self.index, frontier_id)
             return
-        stats = OutletStats(outlet.name)
-        await self.article(got.candidate, outlet, self.matcher(outlet), got.pass_id, stats)
+        await self.article(got.candidate, self.run_for(outlet, got.pass_id))
         if not frontier.is_settled(self.index, frontier_id):  # every path indexes a row; this is a guard
             frontier.settle_without_capture(self.index, frontier_id)
 

@@ -1,0 +1,222 @@
+"""From a fetched exchange to what the archive keeps: WARC records, text files, index rows.
+
+Order of durability for every capture: WARC records written and flushed, then text files
+written, then the index row committed. A crash between steps leaves at worst records
+without a row (found again by `fsck`), never a row pointing at nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import SOFTWARE, faults
+from .config import LoadedConfig
+from .discover import Candidate
+from .errors import StorageError, os_reason
+from .extract import Extraction
+from .fetch import FetchResult, Response
+from .index import ARCHIVED, BLOCKED, NOT_MODIFIED, UNCHANGED, CaptureRow, Index
+from .outletrun import OutletRun
+from .urls import slug
+from .warc import RecordRef, WarcWriter, sha1_b32, utc_now, warc_date
+
+WriterFactory = Callable[[LoadedConfig], WarcWriter]
+
+
+def text_key(record_id: str) -> str:
+    """The name a capture's text files (and dump files) get: from its record id, never from
+    its URL or title, so nothing the web sends can name a file."""
+    return hashlib.sha256(record_id.encode("ascii")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TextFiles:
+    """Where a kept article's texts go, relative to the storage root."""
+
+    article: Path
+    page: Path
+
+    @classmethod
+    def of(cls, outlet: str, started: datetime, record_id: str) -> "TextFiles":
+        day = started.astimezone(timezone.utc).strftime("%Y-%m-%d")
+        folder, key = Path("text") / slug(outlet) / day, text_key(record_id)
+        return cls(folder / f"{key}.article.txt", folder / f"{key}.page.txt")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a page was kept as: its topics and where each matched term was seen, or the block
+    page it turned out to be."""
+
+    topics: list[str]
+    matched: dict[str, list[str]]
+    blocked: str | None = None
+
+
+@dataclass(frozen=True)
+class Kept:
+    row: CaptureRow
+    response: RecordRef
+    texts: TextFiles
+
+
+class Recorder:
+    """Writes captures: owns the WARC writer (a new config hash starts a new file) and adds
+    the index rows that point into it."""
+
+    def __init__(self, cfg: LoadedConfig, index: Index, root: Path, new_writer: WriterFactory):
+        self.cfg, self.index, self.root = cfg, index, root
+        self._new_writer = new_writer
+        self.writer = new_writer(cfg)
+
+    def reconfigure(self, cfg: LoadedConfig) -> None:
+        old, self.cfg = self.cfg, cfg
+        if cfg.sha256 != old.sha256:
+            self.writer.close()
+            closed, written = self.writer.closed_files, self.writer.bytes_written
+            self.writer = self._new_writer(cfg)
+            self.writer.closed_files, self.writer.bytes_written = closed, written
+
+    def close(self) -> None:
+        self.writer.close()
+
+    # ------------------------------------------------------------------ rows
+
+    def row(self, resp: Response, run: OutletRun, kind: str, state: str,
+            refs: tuple[RecordRef, RecordRef] | None) -> CaptureRow:
+        """The row of an exchange as received; `refs` are its request and response records."""
+        row = CaptureRow(outlet=run.name, kind=kind, state=state, url=resp.url, final_url=resp.url,
+                         status=resp.status, fetched_at=warc_date(resp.started), pass_id=run.pass_id,
+                         payload_digest=sha1_b32(resp.payload_sha1), content_type=resp.content_type or None,
+                         truncated=resp.truncated, ip_address=resp.ip, etag=resp.headers.get("etag"),
+                         last_modified=resp.headers.get("last-modified"))
+        if refs is not None:
+            req, res = refs
+            row.warc_file, row.warc_offset, row.warc_length = res.warc_file, res.offset, res.length
+            row.warc_record_id, row.request_record_id = res.record_id, req.record_id
+        return row
+
+    def exchange(self, resp: Response) -> tuple[RecordRef, RecordRef]:
+        return self.writer.write_exchange(resp.url, resp.started, resp.ip, resp.request_bytes, resp.raw,
+                                          resp.raw_length, resp.block_sha1, resp.payload_sha1, resp.truncated)
+
+    def document(self, resp: Response, run: OutletRun, kind: str) -> CaptureRow:
+        """Archive a discovery document, redirect hop or robots.txt and index it."""
+        refs = self.exchange(resp)
+        self.writer.flush()
+        row = self.row(resp, run, kind, ARCHIVED, refs)
+        self.index.add(row)
+        return row
+
+    def robots(self, result: FetchResult, run: OutletRun) -> None:
+        for r in result.robots:
+            self.document(r, run, "robots")
+
+    def nothing(self, url: str, run: OutletRun, kind: str, state: str, error: str | None,
+                via: Candidate | None = None, final: Response | None = None) -> None:
+        """Index a capture attempt that left nothing in the WARC (failed, off topic, robots, ...)."""
+        row = CaptureRow(outlet=run.name, kind=kind, state=state, url=url, fetched_at=utc_now(),
+                         pass_id=run.pass_id, error=error)
+        if final is not None:
+            row.final_url, row.status, row.fetched_at = final.url, final.status, warc_date(final.started)
+            row.content_type = final.content_type or None
+        if via is not None:
+            row.discovered_via_url, row.discovered_via_record_id = via.via_url, via.via_record_id
+        self.index.add(row, frontier_id=via.frontier_id if via is not None and kind == "article" else None)
+
+    def not_modified(self, resp: Response, prev: CaptureRow, run: OutletRun, kind: str,
+                     url: str | None = None, previous_id: int | None = None) -> CaptureRow:
+        """A 304 to a conditional request: a server-not-modified revisit (or nothing), and a row.
+        `prev` is the full capture the revisit refers to; `previous_id` the capture it follows."""
+        row = dataclasses.replace(self.row(resp, run, kind, NOT_MODIFIED, None),
+                                  previous_capture_id=previous_id if previous_id is not None else prev.id,
+                                  revisit_of=prev.warc_record_id, payload_digest=prev.payload_digest)
+        if url is not None:
+            row.url = url
+        if self.cfg.config.daemon.not_modified == "revisit":
+            assert prev.warc_record_id and prev.payload_digest and prev.final_url
+            resp.raw.seek(0)
+            req, rev = self.writer.write_revisit(resp.url, resp.started, resp.ip, resp.request_bytes,
+                                                 resp.raw.read(resp.raw_length), "server-not-modified",
+                                                 prev.warc_record_id, prev.final_url, prev.fetched_at,
+                                                 prev.payload_digest)
+            self.writer.flush()
+            row.warc_file, row.warc_offset, row.warc_length = rev.warc_file, rev.offset, rev.length
+            row.warc_record_id, row.request_record_id = rev.record_id, req.record_id
+        self.index.add(row)
+        return row
+
+    def unchanged(self, final: Response, c: Candidate, run: OutletRun, previous: CaptureRow,
+                  full: CaptureRow) -> None:
+        """A refetch whose payload is the one `full` holds: an identical-payload-digest revisit."""
+        final.raw.seek(0)
+        refs = self.writer.write_revisit(
+            final.url, final.started, final.ip, final.request_bytes, final.raw.read(final.head_length),
+            "identical-payload-digest", full.warc_record_id or "", full.final_url or "", full.fetched_at,
+            full.payload_digest or "")
+        self.writer.flush()
+        self.index.add(dataclasses.replace(
+            self.row(final, run, "article", UNCHANGED, refs), url=c.url, previous_capture_id=previous.id,
+            revisit_of=full.warc_record_id, topics=full.topics, matched=full.matched, discovered_via_url=c.via_url,
+            discovered_via_record_id=c.via_record_id))
+
+    # ------------------------------------------------------------------ a kept article
+
+    def keep(self, result: FetchResult, c: Candidate, run: OutletRun, ex: Extraction, decision: Decision,
+             previous: CaptureRow | None = None) -> Kept:
+        """The article's redirect hops, response, conversion (article text) and metadata
+        (provenance) records, then its two text files, then its row."""
+        final = result.final
+        assert final is not None
+        redirect_ids = []
+        for hop in result.hops[:-1]:
+            faults.check("redirect", hop.url)
+            _, hop_ref = self.exchange(hop)
+            redirect_ids.append(hop_ref.record_id)
+        refs = self.exchange(final)
+        faults.check("keep", final.url)
+        resp_ref = refs[1]
+        now = datetime.now(timezone.utc)
+        article_bytes = ex.article_text.encode("utf-8")
+        conv = self.writer.write_conversion(final.url, now, resp_ref.record_id, article_bytes)
+        meta = [("via", c.via_url), ("via-record-id", c.via_record_id or ""), ("via-kind", c.via_kind),
+                ("outlet", run.name), ("topics", ", ".join(decision.topics))]
+        meta += [("matched", f"{term} in {', '.join(where)}") for term, where in sorted(decision.matched.items())]
+        meta += [("extractor", f"{ex.extractor}/{ex.extractor_version}"), ("renderer", ex.renderer),
+                 ("conversion-record-id", conv.record_id), ("software", SOFTWARE),
+                 ("config-sha256", self.cfg.sha256)]
+        if decision.blocked:
+            meta.append(("blocked", decision.blocked))
+        if result.hops[0].url != final.url:
+            meta.append(("requested-url", result.hops[0].url))
+        if previous is not None:
+            meta.append(("previous-capture", previous.warc_record_id or ""))
+        meta_ref = self.writer.write_metadata(final.url, now, resp_ref.record_id, meta)
+        self.writer.flush()
+        texts = TextFiles.of(run.name, final.started, resp_ref.record_id)
+        page_bytes = ex.page_text.encode("utf-8")
+        try:
+            (self.root / texts.article.parent).mkdir(parents=True, exist_ok=True)
+            (self.root / texts.article).write_bytes(article_bytes)
+            (self.root / texts.page).write_bytes(page_bytes)
+        except OSError as e:
+            raise StorageError(f"cannot write text file {e.filename or self.root / texts.article.parent}: "
+                               f"{os_reason(e)}") from None
+        row = dataclasses.replace(
+            self.row(final, run, "article", BLOCKED if decision.blocked else ARCHIVED, refs),
+            url=c.url, discovered_via_url=c.via_url, discovered_via_record_id=c.via_record_id,
+            topics=decision.topics, matched=decision.matched, conversion_record_id=conv.record_id,
+            metadata_record_id=meta_ref.record_id, redirect_record_ids=redirect_ids, title=ex.title,
+            byline=ex.byline or None, published=ex.published or None, language=ex.language or None,
+            text_path=texts.article.as_posix(), text_sha256=hashlib.sha256(article_bytes).hexdigest(),
+            page_text_path=texts.page.as_posix(), page_text_sha256=hashlib.sha256(page_bytes).hexdigest(),
+            extractor=ex.extractor, extractor_version=ex.extractor_version, renderer=ex.renderer,
+            error=f"blocked: {decision.blocked}" if decision.blocked else None,
+            previous_capture_id=previous.id if previous is not None else None)
+        row.id = self.index.add(row, frontier_id=c.frontier_id)
+        return Kept(row, resp_ref, texts)
