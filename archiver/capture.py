@@ -165,6 +165,38 @@ class Recorder:
             revisit_of=full.warc_record_id, topics=full.topics, matched=full.matched, discovered_via_url=c.via_url,
             discovered_via_record_id=c.via_record_id))
 
+    # ------------------------------------------------------------------ requisites
+
+    def requisite(self, resp: Response, run: OutletRun, page_url: str, page_record_id: str,
+                  previous: CaptureRow | None) -> CaptureRow:
+        """A page requisite as the server sent it (any status: a 404 for an image is what the
+        page got too); an identical-payload-digest revisit when `previous`, an earlier
+        capture of it, holds the same payload."""
+        digest = sha1_b32(resp.payload_sha1)
+        if (previous is not None and previous.warc_record_id and previous.payload_digest == digest
+                and previous.status == resp.status and not resp.truncated):
+            resp.raw.seek(0)
+            refs = self.writer.write_revisit(
+                resp.url, resp.started, resp.ip, resp.request_bytes, resp.raw.read(resp.head_length),
+                "identical-payload-digest", previous.warc_record_id, previous.final_url or resp.url,
+                previous.fetched_at, digest)
+            row = dataclasses.replace(self.row(resp, run, "requisite", UNCHANGED, refs),
+                                      previous_capture_id=previous.id, revisit_of=previous.warc_record_id)
+        else:
+            refs = self.exchange(resp)
+            row = self.row(resp, run, "requisite", ARCHIVED, refs)
+        self.writer.flush()
+        row.discovered_via_url, row.discovered_via_record_id = page_url, page_record_id
+        self.index.add(row)
+        return row
+
+    def requisites_listed(self, page_url: str, page_record_id: str, lines: list[tuple[str, str]]) -> RecordRef:
+        """The page's requisites in its provenance: a metadata record referring to its response."""
+        ref = self.writer.write_metadata(page_url, datetime.now(timezone.utc), page_record_id,
+                                         [("requisites-of", page_record_id), *lines])
+        self.writer.flush()
+        return ref
+
     # ------------------------------------------------------------------ a kept article
 
     def keep(self, result: FetchResult, c: Candidate, run: OutletRun, ex: Extraction, decision: Decision,

@@ -224,6 +224,52 @@ class RefetchSettings(_Model):
         return sorted(parse_duration(x) for x in v)
 
 
+class RequisiteSettings(_Model):
+    """What an archived page needs to render (stylesheets and what they import, fonts,
+    images, scripts, icons, frames), fetched with the page."""
+
+    max_per_page: int = Field(150, ge=0, le=10000)
+    max_bytes_per_page: int = 50 * 2**20
+    # any: every host the page names (images often live on a CDN); same-site: hosts sharing
+    # the page's last two name labels
+    scope: str = Field("any", pattern=r"^(any|same-site)$")
+    # a requisite captured this recently is not fetched again for the next page naming it
+    refresh: float = 86400.0
+
+    @field_validator("max_bytes_per_page", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> int:
+        return parse_size(v)
+
+    @field_validator("refresh", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+CAPTURE_MODES = ("html", "requisites")
+
+
+class CaptureSettings(_Model):
+    # html: the page alone; requisites: the page and what it needs to render
+    mode: str = "requisites"
+    requisites: RequisiteSettings = RequisiteSettings()
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        return _capture_mode(v)
+
+
+def _capture_mode(v: str) -> str:
+    if v in ("browser", "auto"):
+        raise ValueError(f"capture mode {v!r} (a browser rendering the page) is not available in this version; "
+                         f"use one of {', '.join(CAPTURE_MODES)}")
+    if v not in CAPTURE_MODES:
+        raise ValueError(f"expected one of {', '.join(CAPTURE_MODES)}")
+    return v
+
+
 class Topic(_Model):
     name: str = Field(min_length=1, pattern=r"^[\w][\w .-]*$")
     any: list[str] = []
@@ -282,6 +328,8 @@ class Outlet(_Model):
     # the outlet's front page: read as a listing page, and the host whose robots.txt
     # `sitemaps: [auto]` reads (and whose well-known sitemap paths it tries)
     home: Optional[str] = None
+    # overrides capture.mode for this outlet
+    capture_mode: Optional[str] = None
     feeds: list[str] = []
     sitemaps: list[str] = []
     pages: list[str] = []
@@ -352,6 +400,11 @@ class Outlet(_Model):
                 raise ValueError(f"not an http(s) URL: {u!r}")
         return v
 
+    @field_validator("capture_mode")
+    @classmethod
+    def _capture_mode(cls, v: Optional[str]) -> Optional[str]:
+        return None if v is None else _capture_mode(v)
+
     @field_validator("home")
     @classmethod
     def _home(cls, v: Optional[str]) -> Optional[str]:
@@ -387,6 +440,7 @@ class Config(_Model):
     extract: ExtractSettings = ExtractSettings()
     daemon: DaemonSettings = DaemonSettings()
     refetch: RefetchSettings = RefetchSettings()
+    capture: CaptureSettings = CaptureSettings()
     topics: list[Topic] = Field(min_length=1)
     outlets: list[Outlet] = Field(min_length=1)
 
@@ -411,6 +465,9 @@ class LoadedConfig(BaseModel):
     config: Config
     sha256: str
     storage_root: Path
+
+    def capture_mode(self, outlet: Outlet) -> str:
+        return outlet.capture_mode or self.config.capture.mode
 
     def topics_for(self, outlet: Outlet) -> list[Topic]:
         if not outlet.topics:

@@ -27,9 +27,10 @@ from .config import LoadedConfig, Outlet
 from .discover import Candidate
 from .errors import BlockedByPolicy, StorageError
 from .extract import MAX_PAGE_BYTES, Extraction, extract_page
-from .fetch import Fetcher, FetchResult
+from .fetch import Fetcher, FetchResult, Response
 from .index import DUPLICATE, FAILED, OFF_TOPIC, ROBOTS, CaptureRow, Index
 from .outletrun import OutletRun, OutletStats, unexpected
+from .page_requisites import PageRequisites
 from .polite import Gates, SharedTurns, Ticket
 from .recover import repair_storage
 from .sources import WELL_KNOWN_SITEMAPS, Sources, validators
@@ -114,6 +115,7 @@ class Pass:
         self.warcs = WarcFiles.for_root(self.root, index, store_settings(c.storage))
         self.sources = Sources(self.recorder, index, self.warcs, self._off_loop)
         self.claims = claims or PassClaims()
+        self.requisites = PageRequisites(self.recorder, index, self._off_loop)
         self.progress = progress or (lambda event, advance, total: None)
         # set when the WARCs or the index cannot be written (disk full): the passes running
         # stop taking candidates, since every fetch would be thrown away; a new pass tries again
@@ -264,7 +266,7 @@ class Pass:
             rec.nothing(c.url, run, "article", DUPLICATE,
                         f"same page as {final.url}, being archived from another candidate", via=c, final=final)
             return
-        rec.keep(result, c, run, ex, decision, previous)
+        kept = rec.keep(result, c, run, ex, decision, previous)
         if decision.blocked:
             stats.blocked += 1
             log.warning("%s: %s served a block page (%s); kept as evidence, will retry", run.name, final.url,
@@ -273,6 +275,23 @@ class Pass:
             stats.updated += 1
         else:
             stats.archived += 1
+        if not decision.blocked and self.cfg.capture_mode(run.outlet) == "requisites":
+            await self._requisites(final, kept.response.record_id, run)
+
+    async def _requisites(self, page: Response, page_record_id: str, run: OutletRun) -> None:
+        """The kept page's requisites; whatever goes wrong there is theirs, not the page's,
+        which is archived already."""
+        try:
+            got = await self.requisites.capture(self.fetcher, page, page_record_id, run,
+                                                self.cfg.config.capture.requisites)
+        except StorageError:
+            raise
+        except Exception as e:
+            run.stats.errors.append(unexpected(e, f"requisites of {page.url}"))
+            return
+        run.stats.requisites += got.fetched
+        run.stats.requisites_reused += got.reused
+        run.stats.requisites_failed += got.failed
 
     def _decide(self, c: Candidate, run: OutletRun, ex: Extraction, status: int) -> Decision | None:
         """On topic (the page's title and body decide; every place each matched term was seen,

@@ -29,6 +29,10 @@ class OutletStats:
     refetched: int = 0  # kept articles fetched again by the refetch policy
     unchanged: int = 0  # ... of which had not changed (304 or the same payload)
     updated: int = 0  # ... of which had changed: a new capture linked to the previous one
+    sitemap_too_old: int = 0  # sitemap entries left out by discover.max_age_days
+    requisites: int = 0  # stylesheets, images, fonts... fetched for kept pages
+    requisites_reused: int = 0  # ... named again and not fetched: captured within capture.requisites.refresh
+    requisites_failed: int = 0
     errors: list[str] = field(default_factory=list)  # discovery documents' and the pass's problems
     failures: list[str] = field(default_factory=list)  # the first failed articles, with their reasons
     # final URLs archived in this pass: two candidates redirecting to one page give one capture
@@ -37,7 +41,8 @@ class OutletStats:
     def counts(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in ("discovered", "on_topic", "fetched", "archived", "robots",
                                                "failed", "blocked", "skipped_known", "not_due", "refetched",
-                                               "unchanged", "updated")}
+                                               "unchanged", "updated", "requisites", "requisites_reused",
+                                               "requisites_failed", "sitemap_too_old")}
 
     def article_failed(self, url: str, reason: str) -> None:
         self.failed += 1

@@ -36,7 +36,9 @@ def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, **kw)
 
 
-def make_config(manifest: dict, storage: Path, workers: int | None = None) -> str:
+def make_config(manifest: dict, storage: Path, workers: int | None = None, capture: str = "html") -> str:
+    """The bench config; `capture: html` by default, so figures measure pages as before (the
+    requisites figures ask for `requisites`)."""
     topics = "\n".join(f"  - name: {key}\n    any: [{json.dumps(word)}]"
                        for key, word in manifest["topic_keywords"].items())
     outlets = []
@@ -64,6 +66,8 @@ discover:
   max_sitemaps_per_outlet: 100
 extract:
   workers: {"null" if workers is None else workers}
+capture:
+  mode: {capture}
 topics:
 {topics}
 outlets:

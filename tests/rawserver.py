@@ -32,8 +32,9 @@ def silence(after: bytes = b"", seconds: float = 30) -> Handler:
 
 
 class RawServer:
-    def __init__(self, routes: dict[str, Handler]):
+    def __init__(self, routes: dict[str, Handler], host: str = "127.0.0.1"):
         self.routes = routes
+        self.host = host
         self.requests: list[bytes] = []
         self.times: list[float] = []  # time.monotonic() as each request's head arrived
         self._loop = asyncio.new_event_loop()
@@ -43,7 +44,7 @@ class RawServer:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        server = self._loop.run_until_complete(asyncio.start_server(self._serve, self.host, 0))
         self._server = server
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
@@ -66,7 +67,7 @@ class RawServer:
             writer.close()
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def __enter__(self) -> "RawServer":
         self._thread.start()
