@@ -20,10 +20,14 @@ from typing import Any, Iterable
 from cdxj_indexer.main import CDXJIndexer
 
 from . import __version__
+from .decode import decode_text
 from .dump import Selection, derive, select
 from .errors import ArchiverError, StorageError
+from .extract import MAX_PAGE_BYTES
 from .index import CaptureRow, Index
+from .requisites import from_css, from_html
 from .stores import local_copy, local_path
+from .warc import read_payload
 from .warcfiles import WarcFiles
 
 WACZ_VERSION = "1.1.1"
@@ -80,7 +84,8 @@ def export_wacz(storage_root: Path, warcs: WarcFiles, index: Index, out: Path, s
     rows = select(index, sel)
     if not rows:
         raise ExportError("nothing to export: no archived article matches the selection")
-    files = _locations(warcs, (r.warc_file for r in rows if r.warc_file))
+    names = {r.warc_file for r in rows if r.warc_file} | requisite_files(index, warcs, rows)
+    files = _locations(warcs, names)
     pages = [{"format": "json-pages-1.0", "id": "pages", "title": "archiver export", "hasText": True}]
     for r in rows:
         pages.append({"id": hashlib.sha256((r.warc_record_id or "").encode()).hexdigest()[:32],
@@ -124,6 +129,39 @@ def export_wacz(storage_root: Path, warcs: WarcFiles, index: Index, out: Path, s
         tmp.unlink(missing_ok=True)
         raise
     return {"pages": len(pages) - 1, "warcs": len(files), "cdxj_lines": cdxj.count(b"\n")}
+
+
+def requisite_files(index: Index, warcs: WarcFiles, rows: list[CaptureRow]) -> set[str]:
+    """WARC files holding the requisites the selected pages need to render: for each page, the
+    captures replay would show beside it (the nearest in time to the page of every URL its
+    HTML names, and of what its stylesheets name)."""
+    names: set[str] = set()
+    for r in rows:
+        if not (r.warc_file and r.warc_offset is not None and r.final_url):
+            continue
+        try:
+            with warcs.open_record(r.warc_file, r.warc_offset, r.warc_length) as f:
+                _, body = read_payload(f, MAX_PAGE_BYTES)
+        except (ArchiverError, OSError, ValueError, StopIteration):
+            continue
+        todo = from_html(decode_text(body, r.content_type).text, r.final_url)
+        seen = {q.url for q in todo}
+        while todo:
+            req = todo.pop()
+            near = index.nearest_requisite(req.url, r.fetched_at)
+            if near is None or not near.warc_file:
+                continue
+            names.add(near.warc_file)
+            if req.kind == "stylesheet" and near.warc_offset is not None:
+                try:
+                    with warcs.open_record(near.warc_file, near.warc_offset, near.warc_length) as f:
+                        _, css = read_payload(f, MAX_PAGE_BYTES)
+                except (ArchiverError, OSError, ValueError, StopIteration):
+                    continue
+                more = [q for q in from_css(decode_text(css, near.content_type).text, req.url) if q.url not in seen]
+                seen.update(q.url for q in more)
+                todo.extend(more)
+    return names
 
 
 def _article_text(storage_root: Path, warcs: WarcFiles, r: CaptureRow) -> str:

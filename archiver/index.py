@@ -266,6 +266,18 @@ class Index:
                                   f"AND d.kind = 'article' AND d.state IN {kept})") or 0,
         }
 
+    def nearest_requisite(self, url: str, at: str) -> CaptureRow | None:
+        """The archived capture of a page requisite nearest in time to `at` (what replay
+        shows with a page captured then)."""
+        rows = self.rows("SELECT id, fetched_at FROM captures WHERE final_url = :u AND kind = 'requisite' "
+                         "AND state = :a AND warc_file IS NOT NULL", u=url, a=ARCHIVED)
+        if not rows:
+            return None
+        want = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        best = min(rows, key=lambda r: abs((datetime.fromisoformat(r["fetched_at"].replace("Z", "+00:00"))
+                                            - want).total_seconds()))
+        return self.get(best["id"])
+
     def failures_not_due(self, outlet: str, now: datetime) -> set[str]:
         """Candidate URLs of this outlet whose HTTP failures say not to ask yet, or never
         (410, a 404 that stayed; see retry.py)."""

@@ -252,3 +252,46 @@ outlets: [{{name: x, feeds: ["{srv.url('/feed.xml')}"], capture_mode: html}}]
         result = asyncio.run(run_pass(load_config(cfg)))
         paths = [h.split(b" ", 2)[1] for h in srv.requests]
     assert result.outlets[0].archived == 1 and b"/s.css" not in paths
+
+
+def test_a_wacz_carries_the_requisites_its_pages_reuse_from_earlier_files(tmp_path: Path):
+    import json
+    import time
+    import zipfile
+    from datetime import datetime, timezone
+
+    from .conftest import run_cli
+
+    routes = {"/robots.txt": raw(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+              "/s.css": raw(_ok(b"h1{color:red} p{background:url(/dot.png)}", "text/css")),
+              "/dot.png": raw(_ok(png((0, 0, 0)), "image/png"))}
+    page = b"<html><head><link rel=stylesheet href=/s.css></head><body><p>Vietnam story, one.</p></body></html>"
+    root = tmp_path / "root"
+    cfg = tmp_path / "c.yaml"
+    with RawServer(routes) as srv:
+        routes["/one"] = raw(_ok(page))
+        routes["/two"] = raw(_ok(page.replace(b"one", b"two")))
+        for links in (["/one"], ["/two"]):
+            routes["/feed.xml"] = raw(_ok(_feed([srv.url(p) for p in links]), "application/rss+xml"))
+            cfg.write_text(f"""\
+storage: {{root: {root}}}
+fetch: {{allow_private_networks: true, per_host_delay: 0}}
+extract: {{workers: 0}}
+topics: [{{name: vietnam, any: [Vietnam]}}]
+outlets: [{{name: x, feeds: ["{srv.url('/feed.xml')}"]}}]
+""")
+            since = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+            time.sleep(1.1)
+            asyncio.run(run_pass(load_config(cfg)))
+        asked = [h.split(b" ", 2)[1] for h in srv.requests]
+    assert asked.count(b"/s.css") == 1 and asked.count(b"/dot.png") == 1
+    files = sorted(p.name for p in (root / "warc").glob("*.warc.gz"))
+    assert len(files) == 2
+    out = tmp_path / "two.wacz"
+    proc = run_cli("export", "wacz", "--config", str(cfg), "--out", str(out), "--since", since)
+    assert proc.returncode == 0, proc.stderr
+    with zipfile.ZipFile(out) as z:
+        inside = sorted(n.split("/", 1)[1] for n in z.namelist() if n.startswith("archive/"))
+        pages = [json.loads(line) for line in z.read("pages/pages.jsonl").decode().splitlines()[1:]]
+    assert [p["url"] for p in pages] == [srv.url("/two")]
+    assert inside == files  # the stylesheet and its image, captured with /one, travel with /two
