@@ -152,6 +152,11 @@ def crawl_and_report(cfg: LoadedConfig, outlets: tuple[str, ...] = (), show_prog
         click.echo("archiver: interrupted", err=True)
         return 1
     out_console.print(summary_table(result))
+    max_age = cfg.config.discover.max_age_days
+    for s in result.outlets:
+        if s.sitemap_too_old and max_age is not None:  # why an old sitemap found nothing
+            out_console.print(f"{s.outlet}: {s.sitemap_too_old} sitemap entries older than {max_age:g} days skipped "
+                              "(discover.max_age_days)", markup=False, highlight=False)
     problems = [(s.outlet, s.errors, s.failures, s.failed) for s in result.outlets if s.errors or s.failures]
     if problems:
         out_console.print("[bold]problems[/bold] (the first of each outlet; all are in the index):")

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from . import faults
 from .capture import Recorder
-from .decode import decode_text, maybe_gunzip
+from .decode import decode_content, decode_text
 from .discover import Candidate, DiscoveryError, SitemapResult, listing_links, parse_feed, parse_sitemap, search_urls
 from .errors import BlockedByPolicy, StorageError
 from .extract import MAX_PAGE_BYTES
@@ -46,6 +46,7 @@ class Document:
     content_type: str
     record_id: str
     capture_id: int  # the index row of this fetch, where a parse failure is noted
+    truncated: bool = False  # the body was cut at the fetch's cap
 
 
 def validators(prev: CaptureRow | None) -> dict[str, str] | None:
@@ -95,7 +96,8 @@ class Sources:
                 nm = rec.not_modified(final, prev, run, kind)
                 assert prev.warc_file is not None and prev.warc_offset is not None
                 body = await self._off_loop(self.stored_payload, prev)
-                return Document(final.url, body, prev.content_type or "", prev.warc_record_id or "", nm.id or 0)
+                return Document(final.url, body, prev.content_type or "", prev.warc_record_id or "", nm.id or 0,
+                                prev.truncated is not None)
             row = rec.document(final, run, kind)
             if final.status != 200:
                 if probe:
@@ -105,7 +107,8 @@ class Sources:
                 log.warning("%s: %s %s answered HTTP %d", run.name, kind, url, final.status)
                 return None
             assert row.warc_record_id is not None
-            return Document(final.url, final.body or b"", final.content_type, row.warc_record_id, row.id or 0)
+            return Document(final.url, final.body or b"", final.content_type, row.warc_record_id, row.id or 0,
+                            final.body_truncated)
         finally:
             result.close()
 
@@ -122,6 +125,12 @@ class Sources:
         run.stats.errors.append(problem)
         log.warning("%s: %s", run.name, problem)
         self.index.note_error(doc.capture_id, problem)
+
+    def gave_nothing(self, doc: Document, note: str, run: OutletRun) -> None:
+        """A sound document named no candidates (an empty news sitemap, every entry too old):
+        no problem of the pass, but its row says why, so nobody wonders."""
+        log.info("%s: %s", run.name, note)
+        self.index.note_error(doc.capture_id, note)
 
     def document_failed(self, e: Exception, url: str, doc: Document | None, run: OutletRun, kind: str) -> None:
         """An unexpected exception while fetching or reading one discovery document: that
@@ -173,6 +182,8 @@ class Sources:
                 return
             if parsed.problem:
                 self.unusable(got, parsed.problem, run)
+            elif parsed.note:
+                self.gave_nothing(got, parsed.note, run)
             add(parsed.entries, got.record_id)
 
         def read_page(kind: str) -> Callable[[str, Document], Awaitable[None]]:
@@ -205,15 +216,18 @@ class Sources:
             async def read_sitemap(url: str, got: Document) -> None:
                 try:
                     sm = await self._off_loop(_read_sitemap, got.body, url, got.content_type,
-                                              cfg.config.fetch.max_decoded_bytes, limits.max_age_days)
+                                              cfg.config.fetch.max_decoded_bytes, limits.max_age_days, got.truncated)
                 except DiscoveryError as e:
                     if url in probes:  # a soft 404 page at a guessed path says nothing
                         self.index.note_error(got.capture_id, str(e))
                     else:
                         self.unusable(got, str(e), run)
                     return
+                run.stats.sitemap_too_old += sm.too_old
                 if sm.problem:
                     self.unusable(got, sm.problem, run)
+                elif sm.note:
+                    self.gave_nothing(got, sm.note, run)
                 add(sm.urls, got.record_id)
                 queue.extend(u for u in sm.sitemaps if u not in seen)
 
@@ -235,5 +249,10 @@ class Sources:
 
 
 def _read_sitemap(body: bytes, url: str, content_type: str, max_decoded: int,
-                  max_age_days: float | None) -> SitemapResult:
-    return parse_sitemap(maybe_gunzip(body, max_decoded), url, max_age_days=max_age_days, content_type=content_type)
+                  max_age_days: float | None, truncated: bool = False) -> SitemapResult:
+    if body[:2] == b"\x1f\x8b":  # .xml.gz and .txt.gz are often served without Content-Encoding
+        body, cut, err = decode_content(body, "gzip", max_decoded)
+        if err is not None:
+            raise DiscoveryError(f"sitemap {url}: {err}")
+        truncated = truncated or cut
+    return parse_sitemap(body, url, max_age_days=max_age_days, content_type=content_type, truncated=truncated)
