@@ -188,11 +188,16 @@ class Daemon:
         self.metrics.set("archiver_queue_depth", max(0, self._pending))
 
     def _observe(self, status: int | None, reason: str | None) -> None:
+        """Count one exchange: by its status class, and as an error when no answer came (by
+        the failure's reason) or the answer was an error status (http_4xx, http_5xx)."""
         if status is None:
             self.metrics.inc("archiver_fetches_total", status_class="error")
             self.metrics.inc("archiver_errors_total", reason=reason or "unknown")
-        else:
-            self.metrics.inc("archiver_fetches_total", status_class=f"{status // 100}xx")
+            return
+        status_class = f"{status // 100}xx"
+        self.metrics.inc("archiver_fetches_total", status_class=status_class)
+        if status >= 400:
+            self.metrics.inc("archiver_errors_total", reason=f"http_{status_class}")
 
     # ------------------------------------------------------------------ schedule
 
@@ -268,10 +273,10 @@ class Daemon:
     def _room_problem(self) -> str | None:
         root, floor = self.cfg.storage_root, self.cfg.config.daemon.min_free_bytes
         free = free_bytes(root)
-        self.metrics.set("archiver_storage_min_free_bytes", float(floor))
+        self.metrics.set("archiver_storage_min_free_bytes", floor)
         if free is None:
             return f"storage root {root}: its free space cannot be read" if floor else None
-        self.metrics.set("archiver_storage_free_bytes", float(free))
+        self.metrics.set("archiver_storage_free_bytes", free)
         if free < floor:
             return (f"storage root {root} has {_size(free)} free ({free} bytes), "
                     f"below daemon.min_free_bytes ({_size(floor)})")
@@ -323,14 +328,14 @@ class Daemon:
         if path == "/metrics":
             ok, _ = self.healthy()
             m = self.metrics
-            m.set("archiver_healthy", 1.0 if ok else 0.0)
-            m.set("archiver_up", 1.0 if self.scheduler is not None and self.scheduler.running else 0.0)
-            m.set("archiver_job_store_errors_total", float(self.store_health.errors))
+            m.set("archiver_healthy", 1 if ok else 0)
+            m.set("archiver_up", 1 if self.scheduler is not None and self.scheduler.running else 0)
+            m.set("archiver_job_store_errors_total", self.store_health.errors)
             if self.listener is not None:
-                m.set("archiver_http_connections_refused_total", float(self.listener.stats.refused))
-                m.set("archiver_http_accept_errors_total", float(self.listener.stats.accept_errors))
+                m.set("archiver_http_connections_refused_total", self.listener.stats.refused)
+                m.set("archiver_http_accept_errors_total", self.listener.stats.accept_errors)
             if self.crawler is not None:
-                m.set("archiver_bytes_archived_total", float(self.crawler.writer.bytes_written))
+                m.set("archiver_bytes_archived_total", self.crawler.writer.bytes_written)
             return Response(200, m.render().encode(), "text/plain; version=0.0.4; charset=utf-8")
         return Response(404, b"not found\n")
 

@@ -2,8 +2,26 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import defaultdict
+
+Number = int | float
+
+
+def format_value(value: Number) -> str:
+    """A sample value as the text exposition format spells it, exactly: integers in full (a
+    timestamp or a byte counter cut to six digits is minutes or megabytes off), other floats
+    by repr (the shortest text that reads back as the same float), and +Inf, -Inf, NaN."""
+    if isinstance(value, int):  # bool included: True is 1
+        return str(int(value))
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 2**63:
+        return str(int(value))
+    return repr(value)
 
 
 def _labels(labels: dict[str, str]) -> str:
@@ -22,10 +40,12 @@ class Metrics:
 
     HELP = {
         "archiver_passes_total": ("counter", "Outlet passes finished, by outlet and result."),
-        "archiver_fetches_total": ("counter", "HTTP exchanges, by status class (2xx..5xx) or 'error'."),
+        "archiver_fetches_total": ("counter", "HTTP exchanges, by status class (2xx..5xx) or 'error' (no answer)."),
         "archiver_bytes_archived_total": ("counter", "Compressed bytes appended to WARC files."),
         "archiver_captures_kept_total": ("counter", "Article captures kept (new and updated), by outlet."),
-        "archiver_errors_total": ("counter", "Failed fetches, by reason."),
+        "archiver_errors_total": (
+            "counter", "Failed fetches, by reason: http_4xx or http_5xx for an error status (robots.txt and "
+                       "sitemap probes included), else why no answer came (connect, timeout, protocol...)."),
         "archiver_queue_depth": ("gauge", "Candidate articles waiting to be fetched."),
         "archiver_last_success_timestamp_seconds": ("gauge", "End of the last successful pass, by outlet."),
         "archiver_up": ("gauge", "1 while the scheduler runs."),
@@ -43,21 +63,22 @@ class Metrics:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._values: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(dict)
+        # ints stay ints: a float holds integers exactly only up to 2**53
+        self._values: dict[str, dict[tuple[tuple[str, str], ...], Number]] = defaultdict(dict)
 
-    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+    def inc(self, name: str, amount: Number = 1, **labels: str) -> None:
         key = tuple(sorted(labels.items()))
         with self._lock:
             series = self._values[name]
-            series[key] = series.get(key, 0.0) + amount
+            series[key] = series.get(key, 0) + amount
 
-    def set(self, name: str, value: float, **labels: str) -> None:
+    def set(self, name: str, value: Number, **labels: str) -> None:
         with self._lock:
             self._values[name][tuple(sorted(labels.items()))] = value
 
-    def get(self, name: str, **labels: str) -> float:
+    def get(self, name: str, **labels: str) -> Number:
         with self._lock:
-            return self._values.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
+            return self._values.get(name, {}).get(tuple(sorted(labels.items())), 0)
 
     def render(self) -> str:
         lines: list[str] = []
@@ -66,7 +87,7 @@ class Metrics:
                 lines.append(f"# HELP {name} {text}")
                 lines.append(f"# TYPE {name} {kind}")
                 # a series with labels appears once it has a value; an unlabelled one always does
-                series = self._values.get(name) or {(): 0.0}
+                series = self._values.get(name) or {(): 0}
                 for key, value in sorted(series.items()):
-                    lines.append(f"{name}{_labels(dict(key))} {value:g}")
+                    lines.append(f"{name}{_labels(dict(key))} {format_value(value)}")
         return "\n".join(lines) + "\n"
