@@ -1,11 +1,14 @@
 """APScheduler 3, made to outlive a failing job store.
 
-APScheduler's AsyncIOScheduler re-arms its timer only after a scheduling round returns: a round
-that raises (the job store failing in `update_job` or `get_next_run_time`, as SQLite does with
-"unable to open database file" when the process is out of file descriptors) leaves no timer,
-and no job runs again while the process looks alive. `GuardedScheduler` catches that, logs
-it and tries again with back-off; `WatchedJobStore` records whether the store's last call
-worked, so /healthz can say so and the daemon can tell when it works again.
+APScheduler re-arms its timer only after a scheduling round returns: a round that raises (the
+job store failing in `update_job` or `get_next_run_time`, as SQLite does with "unable to open
+database file" when the process is out of file descriptors) leaves no timer in the
+AsyncIOScheduler and ends the BackgroundScheduler's thread, and no job runs again while the
+process looks alive. `GuardedScheduler` (the daemon's, on its event loop) and
+`GuardedBackgroundScheduler` (`archiver scheduler`'s, in a thread) run every round through
+`RetriedRounds`, which logs a failed one and tries again with back-off; `WatchedJobStore`
+records whether the store's last call worked, so /healthz can say so and the daemon can tell
+when it works again.
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from threading import TIMEOUT_MAX
 from typing import Any, TypeVar
 
 from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler, run_in_event_loop
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 
 from .ratelog import RateLimitedLog
 
@@ -126,20 +132,20 @@ class WatchedJobStore(SQLAlchemyJobStore):
         self._watch(super().remove_job, job_id)
 
 
-class GuardedScheduler(AsyncIOScheduler):
-    """An AsyncIOScheduler whose scheduling round, when it raises, is logged and tried again
-    (after 1, 2, 4 ... seconds, at most `jobstore_retry_interval`) instead of ending scheduling."""
+class RetriedRounds(BaseScheduler):
+    """A scheduler's rounds, where one that raises is logged and tried again (after 1, 2, 4 ...
+    seconds, at most `jobstore_retry_interval`) instead of ending scheduling. Put it before
+    the APScheduler class it guards: `class S(RetriedRounds, AsyncIOScheduler)`."""
 
     def __init__(self, **options: Any):
-        super().__init__(**options)
         self._failed_rounds = 0
         self._round_log = RateLimitedLog(log, 60.0)
+        super().__init__(**options)
 
-    @run_in_event_loop
-    def wakeup(self) -> None:
-        self._stop_timer()
+    def _guarded_round(self) -> float | None:
+        """One scheduling round; the seconds until the next (None: until something wakes it)."""
         try:
-            wait_seconds = self._process_jobs()
+            wait_seconds: float | None = self._process_jobs()
         except Exception as e:
             self._failed_rounds += 1
             wait_seconds = min(float(self.jobstore_retry_interval), 2.0 ** (self._failed_rounds - 1))
@@ -149,4 +155,25 @@ class GuardedScheduler(AsyncIOScheduler):
             if self._failed_rounds:
                 log.warning("scheduling works again after %d failed rounds", self._failed_rounds)
             self._failed_rounds = 0
-        self._start_timer(wait_seconds)
+        return wait_seconds
+
+
+class GuardedScheduler(RetriedRounds, AsyncIOScheduler):
+    """An AsyncIOScheduler whose failed rounds are retried (the daemon's)."""
+
+    @run_in_event_loop
+    def wakeup(self) -> None:
+        self._stop_timer()
+        self._start_timer(self._guarded_round())
+
+
+class GuardedBackgroundScheduler(RetriedRounds, BackgroundScheduler):
+    """A BackgroundScheduler whose failed rounds are retried (`archiver scheduler`'s): its
+    thread runs until shutdown, whatever the job store does."""
+
+    def _main_loop(self) -> None:
+        wait_seconds: float | None = TIMEOUT_MAX
+        while self.state != STATE_STOPPED:
+            self._event.wait(wait_seconds)
+            self._event.clear()
+            wait_seconds = self._guarded_round()

@@ -4,7 +4,9 @@ It starts a pass (a row in `passes`) and sends its discovery message when an out
 schedule fires, skipping outlets whose last pass is still open, and closes a pass once its
 discovery is done and every frontier row it queued is settled: the pass row then gets the
 article counts, as a single-machine pass has them. Its schedule lives in the index's
-database (APScheduler's SQLAlchemy job store), so a restarted scheduler keeps it.
+database (APScheduler's SQLAlchemy job store; `scheduler.sqlite3` beside a SQLite index), so a
+restarted scheduler keeps it. A job store that fails is logged and a scheduling round it
+breaks is tried again, as in the daemon (schedule_guard.py): scheduling never stops in silence.
 """
 
 from __future__ import annotations
@@ -156,17 +158,18 @@ class Scheduler:
         return started
 
     def forever(self, stop: threading.Event) -> None:
-        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-        from apscheduler.schedulers.background import BackgroundScheduler
-
-        from .daemon import JOBS_TABLE, _same_trigger, make_trigger, scheduler_url
+        from .daemon import JOBS_TABLE, _same_trigger, _store_name, make_trigger, scheduler_url
+        from .schedule_guard import GuardedBackgroundScheduler, JobStoreHealth, WatchedJobStore
 
         global _CURRENT
         _CURRENT = self
         jitter = self.cfg.config.daemon.jitter
-        sched = BackgroundScheduler(
-            timezone=timezone.utc,
-            jobstores={"default": SQLAlchemyJobStore(url=scheduler_url(self.cfg), tablename=JOBS_TABLE)},
+        # the daemon's guards: a failing job store is logged (when it starts failing, once a
+        # minute, when it works again) and a scheduling round it breaks is tried again
+        health = JobStoreHealth(where=_store_name(self.cfg))
+        store = WatchedJobStore(health, url=scheduler_url(self.cfg), tablename=JOBS_TABLE)
+        sched = GuardedBackgroundScheduler(
+            timezone=timezone.utc, jobstores={"default": store},
             job_defaults={"coalesce": True, "max_instances": 1,
                           "misfire_grace_time": int(self.cfg.config.daemon.misfire_grace_time)})
         sched.start(paused=True)
