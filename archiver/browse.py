@@ -218,7 +218,7 @@ class Listeners:
 
 
 def create_app(storage_root: Path, index_url: str | None = None, store: StoreSettings = StoreSettings(), *,
-               ui_port: int = 8770, replay_port: int = 8771, host: str = "127.0.0.1",
+               ui_port: int = 8770, replay_port: int = 8772, host: str = "127.0.0.1",
                allowed_hosts: tuple[str, ...] = ()) -> Listeners:
     archive = Archive(storage_root, index_url, store)
     env = Environment(loader=PackageLoader("archiver", "templates"), autoescape=select_autoescape(["html"]))
@@ -389,7 +389,8 @@ def serve(storage_root: Path, host: str, port: int, index_url: str | None = None
           allowed_hosts: tuple[str, ...] = ()) -> None:
     import uvicorn
 
-    replay_port = port + 1 if replay_port is None else replay_port
+    # port + 1 is the daemon's health listener by default (daemon.listen 127.0.0.1:8771)
+    replay_port = port + 2 if replay_port is None else replay_port
     if replay_port == port:
         raise ArchiverError(f"--replay-port {replay_port} is the UI's port: replay needs an origin of its own")
     allowed_names(host, allowed_hosts)  # a bad name is an error before anything starts

@@ -442,7 +442,7 @@ def verify_cmd(dump_dir: str, config: str | None, warcs: tuple[str, ...], worker
               help="address to listen on (the UI has no login: keep it on loopback unless a proxy guards it)")
 @click.option("--port", default=8770, show_default=True, type=int)
 @click.option("--replay-port", type=int, default=None,
-              help="port of the replay origin, where archived pages are served  [default: --port + 1]")
+              help="port of the replay origin, where archived pages are served  [default: --port + 2, beside the daemon's 8771]")
 @click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
               help="another name the UI may be reached by (repeatable); loopback names and --host are always allowed")
 @click.option("-v", "--verbose", count=True)
