@@ -194,15 +194,20 @@ class Pass:
         except BaseException:
             ticket.release()
             raise
+        kept = None
         try:
             faults.check("candidate", c.url)
             if previous is not None and full is not None and self._refetch_same(result, c, run, previous, full):
                 return
-            await self._fetched(result, c, run, previous)
+            kept = await self._fetched(result, c, run, previous)
         finally:
             result.close()
             ticket.release()
             self.progress("article", 1, 0)
+        # after the page's place is given back: a page holding one while its requisites wait for
+        # their host's turn could starve the article that holds that turn waiting for a place
+        if kept is not None and self.cfg.capture_mode(run.outlet) == "requisites":
+            await self._requisites(*kept, run)
 
     def _refetch_same(self, result: FetchResult, c: Candidate, run: OutletRun, previous: CaptureRow,
                       full: CaptureRow) -> bool:
@@ -223,7 +228,9 @@ class Pass:
         return True
 
     async def _fetched(self, result: FetchResult, c: Candidate, run: OutletRun,
-                       previous: CaptureRow | None = None) -> None:
+                       previous: CaptureRow | None = None) -> tuple[Response, str] | None:
+        """Extract, decide and keep (or not) a fetched candidate; a kept page that is not a
+        block page is returned with its response record id, for its requisites."""
         rec, stats = self.recorder, run.stats
         rec.robots(result, run)
         final = result.final
@@ -275,8 +282,7 @@ class Pass:
             stats.updated += 1
         else:
             stats.archived += 1
-        if not decision.blocked and self.cfg.capture_mode(run.outlet) == "requisites":
-            await self._requisites(final, kept.response.record_id, run)
+        return None if decision.blocked else (final, kept.response.record_id)
 
     async def _requisites(self, page: Response, page_record_id: str, run: OutletRun) -> None:
         """The kept page's requisites; whatever goes wrong there is theirs, not the page's,

@@ -150,6 +150,7 @@ class ClusterPass(Pass):
             frontier.add(self.index, outlet.name, pass_id, todo)
             await self.refetch_due(run, row[0]["started_at"])
             counts = {"discovered": len(candidates), "skipped_known": stats.skipped_known, "not_due": stats.not_due,
+                      "sitemap_too_old": stats.sitemap_too_old,
                       "refetched": stats.refetched, "unchanged": stats.unchanged, "updated": stats.updated}
             with self.index.transaction() as c:
                 c.execute(update(schema.passes).where(schema.passes.c.id == pass_id).values(

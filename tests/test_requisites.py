@@ -280,8 +280,8 @@ extract: {{workers: 0}}
 topics: [{{name: vietnam, any: [Vietnam]}}]
 outlets: [{{name: x, feeds: ["{srv.url('/feed.xml')}"]}}]
 """)
+            time.sleep(1.1)  # --since takes whole seconds: the first page is a second before it
             since = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-            time.sleep(1.1)
             asyncio.run(run_pass(load_config(cfg)))
         asked = [h.split(b" ", 2)[1] for h in srv.requests]
     assert asked.count(b"/s.css") == 1 and asked.count(b"/dot.png") == 1
@@ -295,3 +295,39 @@ outlets: [{{name: x, feeds: ["{srv.url('/feed.xml')}"]}}]
         pages = [json.loads(line) for line in z.read("pages/pages.jsonl").decode().splitlines()[1:]]
     assert [p["url"] for p in pages] == [srv.url("/two")]
     assert inside == files  # the stylesheet and its image, captured with /one, travel with /two
+
+
+def test_pages_whose_requisites_live_on_each_others_hosts_do_not_starve_each_other(tmp_path: Path):
+    """Places (fetch.concurrency) are shared by every outlet; a page waiting for its turn on a
+    host holds that host's turn. Requisites are fetched after the page gives its place back,
+    or two outlets naming each other's images would wait for each other forever."""
+    a_routes = {"/robots.txt": raw(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")}
+    b_routes = dict(a_routes)
+    with RawServer(a_routes) as a, RawServer(b_routes, host="127.0.0.2") as b:
+        for routes, own, other in ((a_routes, a, b), (b_routes, b, a)):
+            links = []
+            for i in range(4):
+                routes[f"/img/{i}.png"] = raw(_ok(png((i, i, i)), "image/png"))
+                routes[f"/story-{i}"] = raw(_ok(
+                    f'<html><body><p>Vietnam story {i}.</p><img src="{other.url(f"/img/{i}.png")}">'
+                    f'<img src="{own.url(f"/img/{i}.png")}"></body></html>'.encode()))
+                links.append(own.url(f"/story-{i}"))
+            routes["/feed.xml"] = raw(_ok(_feed(links), "application/rss+xml"))
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(f"""\
+storage: {{root: {tmp_path / 'root'}}}
+fetch: {{allow_private_networks: true, per_host_delay: 0.05, concurrency: 1, per_host_concurrency: 1}}
+extract: {{workers: 0}}
+topics: [{{name: vietnam, any: [Vietnam]}}]
+outlets:
+  - {{name: a, feeds: ["{a.url('/feed.xml')}"]}}
+  - {{name: b, feeds: ["{b.url('/feed.xml')}"]}}
+""")
+
+        async def bounded() -> object:
+            return await asyncio.wait_for(run_pass(load_config(cfg)), timeout=60)
+
+        result = asyncio.run(bounded())
+    assert [s.archived for s in result.outlets] == [4, 4]
+    # each image is named by one page of each outlet: fetched once, reused once
+    assert sum(s.requisites for s in result.outlets) == 8 and sum(s.requisites_reused for s in result.outlets) == 8
