@@ -30,16 +30,12 @@ from xml.etree.ElementTree import Element
 from defusedxml import DefusedXmlException
 from lxml import etree, html
 
-from .errors import ArchiverError
+from .errors import DiscoveryError
 from .extract import MAX_PAGE_BYTES
 from .urls import canonicalize
 from .xmlsafe import HEAD_BYTES, MAX_ELEMENTS, PrunedTree, XmlTooBig, decoded_text, detect_encoding
 
 log = logging.getLogger(__name__)
-
-
-class DiscoveryError(ArchiverError):
-    """A discovery document could not be used (malformed, unsafe, wrong type)."""
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from . import SOFTWARE, __version__, stores
 from .capture import text_key
-from .errors import ArchiverError, StorageError
+from .errors import DumpError, StorageError
 from .extract import EXTRACTOR_NAME, EXTRACTOR_VERSION, extract, page_markup
 from .index import ARCHIVED, CaptureRow, Index
 from .pagetext import RENDERER_NAME, RENDERER_VERSION, render_html
@@ -38,10 +38,6 @@ from .workers import ExtractorPool
 MANIFEST = "manifest.json"
 MAX_BODY = 50_000_000
 KINDS = ("page", "article")
-
-
-class DumpError(ArchiverError):
-    pass
 
 
 def producer(kind: str) -> dict[str, Any]:

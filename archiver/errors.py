@@ -1,6 +1,23 @@
 """One exception hierarchy for the whole package.
 
 Messages name the thing and the value, so a log line alone tells the user what went wrong.
+
+    ArchiverError                  everything archiver raises on purpose; the CLI prints its
+    |                              message as one line (exit 1)
+    +-- ConfigError                the config cannot be used: every problem, FILE:LINE (exit 2)
+    +-- FetchError                 one fetch failed (reason tag + detail); the item's failure row
+    |   +-- BlockedByPolicy        not fetched on purpose: robots.txt, scheme, private address
+    |   +-- HostPaused             the host asked us to wait longer than a request may wait
+    +-- StorageError               the archive root, a WARC or the index cannot be written or read
+    |   +-- SearchError            the browse UI's search cache
+    +-- DiscoveryError             a feed, sitemap or listing page cannot be used
+    +-- XmlTooBig                  a discovery document past the depth or element caps
+    +-- WorkerDied                 an extraction worker died on this item
+    +-- DumpError / ExportError    a dump, verify or export cannot go on
+    +-- BrokerError                a scaled setup's broker cannot be reached
+    +-- HostNameError              a --host / --allowed-host value is not a host name
+    InjectedFault (RuntimeError)   a failure point's fault: deliberately *not* an ArchiverError,
+                                   since it stands for the unexpected
 """
 
 from __future__ import annotations
@@ -50,6 +67,43 @@ class BlockedByPolicy(FetchError):
 
 class StorageError(ArchiverError):
     """The archive root, a WARC file or the index cannot be written or read."""
+
+
+class SearchError(StorageError):
+    """The browse UI's search cache cannot be built or read."""
+
+
+class HostPaused(FetchError):
+    """The host asked us to wait (429/503) longer than a request may wait; retried next pass."""
+
+
+class DiscoveryError(ArchiverError):
+    """A discovery document could not be used (malformed, unsafe, wrong type)."""
+
+
+class XmlTooBig(ArchiverError):
+    """A document past the depth or element cap; the message names the cap."""
+
+
+class WorkerDied(ArchiverError):
+    """An extraction worker process ended while working on this item (crash, out of memory)."""
+
+
+class DumpError(ArchiverError):
+    """A dump or verify cannot go on (a folder that is not a dump, a manifest that does not read)."""
+
+
+class ExportError(ArchiverError):
+    """An export cannot be written (nothing selected, a WARC still open or not found)."""
+
+
+class HostNameError(ArchiverError):
+    """A --host or --allowed-host value is not a bare host name or address."""
+
+
+class InjectedFault(RuntimeError):
+    """Raised at a failure point (faults.check); never raised unless ARCHIVER_FAIL_AT (or
+    faults.FAIL_AT) names it."""
 
 
 class BrokerError(ArchiverError):

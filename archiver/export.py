@@ -22,7 +22,7 @@ from cdxj_indexer.main import CDXJIndexer
 from . import __version__
 from .decode import decode_text
 from .dump import Selection, derive, select
-from .errors import ArchiverError, StorageError
+from .errors import ArchiverError, ExportError, StorageError
 from .extract import MAX_PAGE_BYTES
 from .index import CaptureRow, Index
 from .requisites import from_css, from_html
@@ -31,10 +31,6 @@ from .warc import read_payload
 from .warcfiles import WarcFiles
 
 WACZ_VERSION = "1.1.1"
-
-
-class ExportError(ArchiverError):
-    pass
 
 
 def _locations(warcs: WarcFiles, names: Iterable[str]) -> list[tuple[str, str]]:

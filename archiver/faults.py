@@ -14,6 +14,7 @@ path skip even the call by testing `ARMED`.
 
 from __future__ import annotations
 
+from .errors import InjectedFault
 import os
 import signal
 from collections.abc import Callable
@@ -50,10 +51,6 @@ def reached(point: str, before: Callable[[], object] | None = None) -> None:
 # item whose URL contains TEXT. The tests use them to show that a failure in any stage costs
 # only that item (its failure row), never the outlet's pass.
 STAGES = ("document", "parse", "candidate", "redirect", "extract", "decide", "keep")
-
-
-class InjectedFault(RuntimeError):
-    """Raised at a failure point; never raised unless ARCHIVER_FAIL_AT (or `FAIL_AT`) names it."""
 
 
 def _fail_at() -> tuple[str, str] | None:

@@ -16,7 +16,7 @@ import ipaddress
 import re
 from typing import Any, Awaitable, Callable, Iterable
 
-from .errors import ArchiverError
+from .errors import HostNameError
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _WILDCARD_BINDS = ("0.0.0.0", "::", "[::]", "")
@@ -27,10 +27,6 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-class HostNameError(ArchiverError):
-    pass
 
 
 def normalize_name(value: str) -> str:

@@ -10,11 +10,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import AsyncIterator, Protocol
 
-from .errors import FetchError
-
-
-class HostPaused(FetchError):
-    """The host asked us to wait (429/503) longer than a request may wait; retried next pass."""
+from .errors import HostPaused
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:

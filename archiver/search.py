@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import StorageError
+from .errors import SearchError
 from .index import ARCHIVED, Index
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,6 @@ CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(title, body, tokenize = 'unico
 # snippet() markers: control characters never found in extracted text, so the snippet can be
 # HTML-escaped first and the markers turned into <mark> afterwards
 _OPEN, _CLOSE = "\x02", "\x03"
-
-
-class SearchError(StorageError):
-    pass
 
 
 @dataclass

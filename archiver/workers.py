@@ -23,14 +23,10 @@ from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-from .errors import ArchiverError
+from .errors import WorkerDied
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class WorkerDied(ArchiverError):
-    """An extraction worker process ended while working on this item (crash, out of memory)."""
 
 
 def default_workers() -> int:

@@ -28,7 +28,7 @@ from xml.etree.ElementTree import Element, TreeBuilder
 from defusedxml.ElementTree import DefusedXMLParser, iterparse
 
 from .decode import normalize_charset
-from .errors import ArchiverError
+from .errors import XmlTooBig
 
 MAX_DEPTH = 256
 # A full sitemap (50,000 URLs with lastmod, changefreq and priority) is 250,000 elements, a
@@ -49,10 +49,6 @@ _ZEROS = {(True, True, True, False): "utf-32-be", (False, True, True, True): "ut
 _DECLARED = re.compile(rb"""^\s*<\?xml\s[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9._:-]+)["']""")
 _HEADER_CHARSET = re.compile(r"""charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 _DECL_ENCODING = re.compile(r"""^(\s*<\?xml\s[^>]*?\bencoding\s*=\s*)(["'])[^"']*\2""")
-
-
-class XmlTooBig(ArchiverError):
-    """A document past the depth or element cap; the message names the cap."""
 
 
 @dataclass(frozen=True)

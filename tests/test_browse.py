@@ -198,7 +198,7 @@ def test_replay_rewrites_to_the_archive_and_never_fetches(served: Served):
     # an archived link resolves to its capture; an unarchived one is "missing", not fetched
     status, _, body = get(f"{served.replay}/web/{ts}/{served.site.base_url}/2025/06/09/analysis-blinken-hanoi.html")
     assert status == 200 and "Hanoi" in body
-    status, headers, body = get(f"{served.replay}/web/{ts}/{served.site.base_url}/img/photo.jpg")
+    status, headers, body = get(f"{served.replay}/web/{ts}/{served.site.base_url}/img/never-archived.jpg")
     assert status == 404 and "Not in the archive" in body and "sandbox" in headers["content-security-policy"]
     # the UI's origin serves no archived bytes: its /raw view is inert text, its /web and
     # /replay pages are its own, framing the replay origin

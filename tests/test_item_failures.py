@@ -66,7 +66,7 @@ def test_bad_urls_redirects_and_charsets_cost_one_row_each(tmp_path: Path):
         cfg_path = tmp_path / "c.yaml"
         cfg_path.write_text(f"""\
 storage: {{root: {tmp_path / 'root'}}}
-fetch: {{allow_private_networks: true, per_host_delay: 0, timeout: 3}}
+fetch: {{allow_private_networks: true, per_host_delay: 0, timeout: 15}}
 extract: {{workers: 0}}
 topics: [{{name: vietnam, any: [Vietnam]}}]
 outlets:
