@@ -41,6 +41,9 @@ MAX_PAGE = 10_000
 # 100,000 characters (some 15,000 words) is more than news articles run to
 MAX_INDEXED_CHARS = 100_000
 SEARCH_SECONDS = 2.0  # a query still running then is interrupted (see _deadline)
+# of a query's terms, the most that snippets are cut around and highlight (the longest: see
+# snippet_query)
+SNIPPET_TERMS = 8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -105,13 +108,33 @@ class Results:
 def fts_query(text: str) -> str:
     """A user's words as an FTS5 expression: every word must occur; "quoted phrases" stay
     phrases; FTS5 operators and punctuation typed by the user are taken as plain words."""
+    return " AND ".join(_terms(text))
+
+
+def snippet_query(text: str) -> str:
+    """The FTS5 expression snippets are cut around: the query's SNIPPET_TERMS longest terms
+    (long words are the rare ones), in the query's order. snippet() costs about the square of
+    its terms' occurrences in a text, inside one SQLite call that the search's time limit
+    cannot stop: the snippets of a pasted paragraph of some 50 distinct words cost 10 times
+    those of its 8 longest (up to 140 ms against 10 ms on the bench archive), and more in longer
+    texts. Rows that match every term match these too."""
+    terms = _terms(text)
+    keep = set(sorted(range(len(terms)), key=lambda i: (-len(terms[i]), i))[:SNIPPET_TERMS])
+    return " AND ".join(t for i, t in enumerate(terms) if i in keep)
+
+
+def _terms(text: str) -> list[str]:
     parts = re.findall(r'"([^"]*)"|(\S+)', text)
-    terms = []
+    terms: dict[str, str] = {}
     for phrase, word in parts:
         words = re.findall(r"\w+", phrase or word)
         if words:
-            terms.append('"' + " ".join(words) + '"')
-    return " AND ".join(terms)
+            term = '"' + " ".join(words) + '"'
+            # each term once (the tokenizer folds case): every term must occur anyway, and
+            # FTS5 does a term's work again for each time it is named, in ranking and
+            # snippets too, where the search's time limit cannot stop it
+            terms.setdefault(term.casefold(), term)
+    return list(terms.values())
 
 
 def _cache_path(storage_root: Path) -> Path:
@@ -293,7 +316,7 @@ class SearchIndex:
                     snip = f"snippet(fts, 1, '{_OPEN}', '{_CLOSE}', '…', 24)"
                     found = conn.execute(
                         f"SELECT d.*, {snip} FROM fts JOIN docs d ON d.capture_id = fts.rowid "
-                        f"WHERE fts MATCH ? AND fts.rowid IN ({marks})", [match, *ids]).fetchall()
+                        f"WHERE fts MATCH ? AND fts.rowid IN ({marks})", [snippet_query(query.q), *ids]).fetchall()
                 else:
                     found = conn.execute(
                         f"SELECT d.*, substr(fts.body, 1, 200) FROM docs d JOIN fts ON fts.rowid = d.capture_id "

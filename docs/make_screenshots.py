@@ -4,13 +4,16 @@
     .venv/bin/python docs/make_screenshots.py [--chromium /usr/bin/chromium]
 
 Archives the bundled sample outlet (127.0.0.1) twice with a correction in between, starts
-`archiver serve` on it and photographs home, search results, a capture page with its diff,
-and the replay view with Debian's chromium driven by playwright.
+`archiver serve` on it (UI and replay origin on two free loopback ports) and photographs
+home, search results, a capture page with its diff, and the replay view (the UI's frame page
+with the archived page from the replay origin inside it) with Debian's chromium driven by
+playwright.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,6 +29,12 @@ from archiver.demo_site import SampleSite, archive_with_revision
 HERE = Path(__file__).resolve().parent
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--chromium", default="/usr/bin/chromium")
@@ -33,12 +42,14 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="archiver-shots-"))
     with SampleSite(crawl_delay=0.05, etags=False) as site:
         config = archive_with_revision(site, root)
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
+    replay_port = free_port()
+    while replay_port == port:
+        replay_port = free_port()
     exe = Path(sys.executable).with_name("archiver")
-    proc = subprocess.Popen([str(exe), "serve", "--config", str(config), "--port", str(port)])
+    # the replay origin gets a free port of its own: --port + 1 may be taken
+    proc = subprocess.Popen([str(exe), "serve", "--config", str(config), "--port", str(port),
+                             "--replay-port", str(replay_port)])
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -62,11 +73,15 @@ def main() -> int:
             page.click("#view-archived")
             page.wait_for_selector("iframe.replay")
             page.frame_locator("iframe.replay").locator("h1").wait_for()
+            framed = [f.url for f in page.frames if f != page.main_frame]
+            if not framed or not framed[0].startswith(f"http://127.0.0.1:{replay_port}/"):
+                raise RuntimeError(f"the replay frame is not from the replay origin: {framed}")
             page.screenshot(path=str(HERE / "browse-replay.png"))
             browser.close()
     finally:
         proc.terminate()
         proc.wait(10)
+        shutil.rmtree(root, ignore_errors=True)
     print(f"screenshots written to {HERE}")
     return 0
 
