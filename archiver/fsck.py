@@ -71,11 +71,12 @@ def scan_records(root: Path) -> tuple[dict[str, Record], dict[str, dict[str, str
                                           rec.http_headers.get_header("Content-Type") if rec.http_headers else None)
                     rec.raw_stream.read()
                 elif rec.rec_type == "metadata":
-                    fields: dict[str, str] = {}
+                    # a page may have several (its provenance, its requisites): fields merge,
+                    # the first of repeated fields is enough here
+                    fields = metadata.setdefault(h.get_header("WARC-Refers-To"), {})
                     for line in rec.content_stream().read().decode("utf-8", "replace").splitlines():
                         name, _, value = line.partition(": ")
-                        fields.setdefault(name, value)  # the first of repeated fields is enough here
-                    metadata[h.get_header("WARC-Refers-To")] = fields
+                        fields.setdefault(name, value)
                 it.read_to_end()
                 if rid in records:
                     records[rid].length = it.get_record_length()

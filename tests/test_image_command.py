@@ -49,6 +49,9 @@ def test_image_command_turns_healthy_and_archives(tmp_path: Path):
     assert stage["ENTRYPOINT"] == ["archiver"] and stage["CMD"] == ["run", "--config", "/config/archiver.yaml"]
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # as the Dockerfile does: an older pip cannot resolve lxml's extra asked for in two spellings
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", "--upgrade",
+                    "pip>=24.1"], check=True, capture_output=True, timeout=300)
     pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
                           "--constraint", str(ROOT / "constraints.txt"), str(ROOT)],
                          capture_output=True, text=True, timeout=900)
