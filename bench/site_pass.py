@@ -92,6 +92,17 @@ def score(manifest: dict, storage: Path, index_url: str | None = None) -> dict:
             "article_states": states}
 
 
+def warc_bytes(storage: Path) -> dict:
+    """WARC bytes per archived article, and the requisites the pass fetched."""
+    from archiver.index import Index
+
+    total = sum(p.stat().st_size for p in (storage / "warc").glob("*.warc.gz"))
+    with Index.open(storage, readonly=True) as idx:
+        kept = idx.scalar("SELECT COUNT(*) FROM captures WHERE kind = 'article' AND state = 'archived'") or 0
+        reqs = idx.scalar("SELECT COUNT(*) FROM captures WHERE kind = 'requisite'") or 0
+    return {"warc_bytes": total, "warc_bytes_per_article": round(total / max(1, kept)), "requisite_rows": reqs}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--articles", type=int, default=500)
@@ -102,6 +113,8 @@ def main() -> int:
     ap.add_argument("--conformance", action="store_true", help="run ../shared/checks/warc-conformance afterwards")
     ap.add_argument("--keep-serving", action="store_true")
     ap.add_argument("--workers", type=int, default=None, help="extract.workers (default: one per core)")
+    ap.add_argument("--capture", choices=["html", "requisites"], default="html",
+                    help="capture.mode (requisites: stylesheets, images on the site's CDN host, fonts...)")
     a = ap.parse_args()
     if not (SITE_TOOLS / "make_site.py").exists():
         print(f"missing {SITE_TOOLS}/make_site.py (set ARCHIVER_SHARED)", file=sys.stderr)
@@ -117,7 +130,7 @@ def main() -> int:
                                                                        text=True).strip())
     storage.mkdir(parents=True, exist_ok=True)
     config = storage / "bench.yaml"
-    config.write_text(make_config(manifest, storage, a.workers), encoding="utf-8")
+    config.write_text(make_config(manifest, storage, a.workers, a.capture), encoding="utf-8")
     sh(["bash", str(SITE_TOOLS / "serve.sh"), "start", "--site", str(site), "--access-log", "--ttl", "3600"],
        stdout=subprocess.DEVNULL)
     try:
@@ -139,7 +152,8 @@ def main() -> int:
     fetched = sum(result["article_states"].values())
     result.update({"seconds": round(elapsed, 1), "article_fetches_per_s": round(fetched / elapsed, 1),
                    "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-                   "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "storage": str(storage)})
+                   "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "storage": str(storage),
+                   "capture": a.capture, **warc_bytes(storage)})
     print(json.dumps(result, indent=1))
     ok = result["recall"] >= 0.95 and result["precision"] >= 0.95
     if a.conformance:
