@@ -23,6 +23,7 @@ from archiver.extract import (ARTICLE_RULES_VERSION, EXTRACTOR_NAME, EXTRACTOR_V
 from archiver.index import Index
 from archiver.second_opinion import SECOND_EXTRACTOR_NAME
 
+from .localoutlet import outlet_config
 from .rawserver import RawServer, raw
 from .test_item_failures import _feed, _ok
 
@@ -216,14 +217,8 @@ def test_a_crawl_records_which_extractor_made_each_text_and_verify_re_derives_th
     with RawServer(routes) as srv:
         urls = [srv.url("/doubtful.html"), srv.url("/plain.html")]
         routes["/feed.xml"] = raw(_ok(_feed(urls), "application/rss+xml"))
-        cfg = tmp_path / "c.yaml"
-        cfg.write_text(f"""\
-storage: {{root: {tmp_path / 'root'}}}
-fetch: {{allow_private_networks: true, per_host_delay: 0}}
-extract: {{workers: 0}}
-topics: [{{name: harbour, any: [breakwater]}}]
-outlets: [{{name: coast, feeds: ["{srv.url('/feed.xml')}"]}}]
-""")
+        cfg = outlet_config(tmp_path / "c.yaml", tmp_path / "root", [srv.url("/feed.xml")],
+                            topics="[{name: harbour, any: [breakwater]}]")
         asyncio.run(run_pass(load_config(cfg)))
     with Index.open(tmp_path / "root", readonly=True) as idx:
         rows = {row.url: row for row in idx.captures(kind="article")}

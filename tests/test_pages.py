@@ -10,6 +10,7 @@ from archiver.crawl import run_pass
 from archiver.extract import extract_page
 from archiver.index import Index
 
+from .localoutlet import outlet_config
 from .rawserver import RawServer, raw
 from .test_item_failures import _feed, _ok
 
@@ -37,14 +38,7 @@ def test_an_xhtml_article_matched_only_in_its_body_is_archived(tmp_path: Path):
               "/talks.xhtml": raw(_ok(page, "application/xhtml+xml; charset=utf-8"))}
     with RawServer(routes) as srv:
         routes["/feed.xml"] = raw(_ok(_feed([srv.url("/talks.xhtml")]), "application/rss+xml"))
-        cfg = tmp_path / "c.yaml"
-        cfg.write_text(f"""\
-storage: {{root: {tmp_path / 'root'}}}
-fetch: {{allow_private_networks: true, per_host_delay: 0}}
-extract: {{workers: 0}}
-topics: [{{name: vietnam, any: [Vietnam]}}]
-outlets: [{{name: x, feeds: ["{srv.url('/feed.xml')}"]}}]
-""")
+        cfg = outlet_config(tmp_path / "c.yaml", tmp_path / "root", [srv.url("/feed.xml")])
         asyncio.run(run_pass(load_config(cfg)))
     with Index.open(tmp_path / "root", readonly=True) as idx:
         (row,) = list(idx.captures(kind="article"))

@@ -19,6 +19,7 @@ from archiver.crawl import run_pass
 from archiver.index import Index
 from archiver.requisites import from_css, from_html
 
+from .localoutlet import outlet_config
 from .rawserver import RawServer, raw
 from .test_item_failures import _feed, _ok
 from .test_recover import all_records_ok, rows_point_at_records
@@ -100,13 +101,7 @@ def test_requisites_are_archived_once_politely_and_listed_in_the_provenance(tmp_
         site_routes["/feed.xml"] = raw(_ok(_feed([site.url("/a1"), site.url("/a2"), site.url("/off")]),
                                            "application/rss+xml"))
         cfg = tmp_path / "c.yaml"
-        cfg.write_text(f"""\
-storage: {{root: {root}}}
-fetch: {{allow_private_networks: true, per_host_delay: {DELAY}, concurrency: 1}}
-extract: {{workers: 0}}
-topics: [{{name: vietnam, any: [Vietnam]}}]
-outlets: [{{name: x, feeds: ["{site.url('/feed.xml')}"]}}]
-""")
+        outlet_config(cfg, root, [site.url("/feed.xml")], delay=DELAY, fetch=", concurrency: 1")
         result = asyncio.run(run_pass(load_config(cfg)))
         site_paths = [h.split(b" ", 2)[1].decode() for h in site.requests]
         cdn_paths = [h.split(b" ", 2)[1].decode() for h in cdn.requests]
@@ -209,14 +204,7 @@ def test_a_requisite_fetched_again_with_the_same_payload_is_a_revisit(tmp_path: 
 
         def crawl(links: list[str]) -> None:
             routes["/feed.xml"] = raw(_ok(_feed([srv.url(p) for p in links]), "application/rss+xml"))
-            cfg.write_text(f"""\
-storage: {{root: {root}}}
-fetch: {{allow_private_networks: true, per_host_delay: 0}}
-extract: {{workers: 0}}
-capture: {{requisites: {{refresh: 0s}}}}
-topics: [{{name: vietnam, any: [Vietnam]}}]
-outlets: [{{name: x, feeds: ["{srv.url('/feed.xml')}"]}}]
-""")
+            outlet_config(cfg, root, [srv.url("/feed.xml")], extra="capture: {requisites: {refresh: 0s}}\n")
             asyncio.run(run_pass(load_config(cfg)))
 
         crawl(["/one"])
@@ -242,13 +230,7 @@ def test_capture_mode_html_fetches_no_requisites(tmp_path: Path):
         routes["/one"] = raw(_ok(page))
         routes["/feed.xml"] = raw(_ok(_feed([srv.url("/one")]), "application/rss+xml"))
         cfg = tmp_path / "c.yaml"
-        cfg.write_text(f"""\
-storage: {{root: {tmp_path / 'root'}}}
-fetch: {{allow_private_networks: true, per_host_delay: 0}}
-extract: {{workers: 0}}
-topics: [{{name: vietnam, any: [Vietnam]}}]
-outlets: [{{name: x, feeds: ["{srv.url('/feed.xml')}"], capture_mode: html}}]
-""")
+        outlet_config(cfg, tmp_path / "root", [srv.url("/feed.xml")], outlet=", capture_mode: html")
         result = asyncio.run(run_pass(load_config(cfg)))
         paths = [h.split(b" ", 2)[1] for h in srv.requests]
     assert result.outlets[0].archived == 1 and b"/s.css" not in paths
@@ -273,13 +255,7 @@ def test_a_wacz_carries_the_requisites_its_pages_reuse_from_earlier_files(tmp_pa
         routes["/two"] = raw(_ok(page.replace(b"one", b"two")))
         for links in (["/one"], ["/two"]):
             routes["/feed.xml"] = raw(_ok(_feed([srv.url(p) for p in links]), "application/rss+xml"))
-            cfg.write_text(f"""\
-storage: {{root: {root}}}
-fetch: {{allow_private_networks: true, per_host_delay: 0}}
-extract: {{workers: 0}}
-topics: [{{name: vietnam, any: [Vietnam]}}]
-outlets: [{{name: x, feeds: ["{srv.url('/feed.xml')}"]}}]
-""")
+            outlet_config(cfg, root, [srv.url("/feed.xml")])
             time.sleep(1.1)  # --since takes whole seconds: the first page is a second before it
             since = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
             asyncio.run(run_pass(load_config(cfg)))

@@ -12,6 +12,7 @@ from archiver.config import load_config
 from archiver.crawl import run_pass
 from archiver.retry import next_try
 
+from .localoutlet import outlet_config
 from .rawserver import RawServer, raw
 from .test_item_failures import _feed, _ok, _page
 
@@ -50,15 +51,7 @@ def test_gone_missing_and_broken_pages_are_asked_again_on_their_schedule(tmp_pat
     with RawServer(routes) as srv:
         paths = ["/gone", "/missing", "/broken", "/timeout-like"]
         routes["/feed.xml"] = raw(_ok(_feed([srv.url(p) for p in paths]), "application/rss+xml"))
-        cfg_path = tmp_path / "c.yaml"
-        cfg_path.write_text(f"""\
-storage: {{root: {root}}}
-fetch: {{allow_private_networks: true, per_host_delay: 0, timeout: 2}}
-extract: {{workers: 0}}
-topics: [{{name: vietnam, any: [Vietnam]}}]
-outlets: [{{name: x, feeds: ["{srv.url('/feed.xml')}"]}}]
-""")
-        cfg = load_config(cfg_path)
+        cfg = load_config(outlet_config(tmp_path / "c.yaml", root, [srv.url("/feed.xml")], fetch=", timeout: 2"))
 
         def one_pass() -> tuple[list[str], int]:
             before = len(srv.requests)
@@ -97,14 +90,7 @@ def test_summary_names_failed_articles_and_status_counts_urls(tmp_path: Path):
     with RawServer(routes) as srv:
         links = [srv.url(p) for p in ("/good", "/short", "/err-0", "/err-1", "/err-2", "/err-3")]
         routes["/feed.xml"] = raw(_ok(_feed(links), "application/rss+xml"))
-        cfg_path = tmp_path / "c.yaml"
-        cfg_path.write_text(f"""\
-storage: {{root: {root}}}
-fetch: {{allow_private_networks: true, per_host_delay: 0, timeout: 2}}
-extract: {{workers: 0}}
-topics: [{{name: vietnam, any: [Vietnam]}}]
-outlets: [{{name: x, feeds: ["{srv.url('/feed.xml')}"]}}]
-""")
+        cfg_path = outlet_config(tmp_path / "c.yaml", root, [srv.url("/feed.xml")], fetch=", timeout: 2")
         first = run_cli("crawl", "--config", str(cfg_path), "--no-progress")
         for _ in range(3):  # the short body is asked on every pass, the 5xx ones back off
             again = run_cli("crawl", "--config", str(cfg_path), "--no-progress")
