@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, V
 
 from .errors import ConfigError, ConfigProblem
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_STORAGE_ROOT = REPO_ROOT / "storage"
+# relative to the config file's folder, like any relative root: never the package's own
+# folder, which after a plain `pip install` is inside site-packages
+DEFAULT_STORAGE_ROOT = "storage"
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6,
@@ -82,7 +83,7 @@ class WarcSettings(_Model):
 
 
 class StorageSettings(_Model):
-    root: str = str(DEFAULT_STORAGE_ROOT)
+    root: str = DEFAULT_STORAGE_ROOT
     keep_off_topic: bool = False
     warc: WarcSettings = WarcSettings()
     # A scaled setup's shared store: workers ship closed WARCs there from their spools

@@ -147,3 +147,9 @@ def test_an_outlet_naming_an_undefined_topic_is_refused(tmp_path: Path):
     assert proc.returncode == 2
     assert proc.stdout.splitlines() == [f"{p}:7: outlets[o].topics[0]: names no defined topic "
                                         "(did you mean 'blinken'? defined: blinken) (got 'blinkn')"]
+
+
+def test_the_default_storage_root_is_beside_the_config_file(tmp_path: Path):
+    """Never the package's folder (inside site-packages after a plain pip install)."""
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.storage_root == tmp_path / "storage"

@@ -57,7 +57,8 @@ def test_the_example_names_every_key_of_every_settings_model():
 
 def test_the_example_gives_every_section_its_default():
     example = load_config(EXAMPLE)
-    assert example.storage_root == DEFAULT_STORAGE_ROOT  # written relative to the file: ../storage
+    # written relative to the file: ../storage, the repository's storage/
+    assert example.storage_root == EXAMPLE.resolve().parent.parent / DEFAULT_STORAGE_ROOT
     defaults = Config(topics=example.config.topics, outlets=example.config.outlets)
     for section in Config.model_fields:
         if section in ("topics", "outlets"):
