@@ -59,8 +59,22 @@ def _setup_logging(verbose: int, fmt: str = "rich", base: int = logging.WARNING)
     else:
         handler = RichHandler(console=err_console, show_path=False, markup=False)
     logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]", handlers=[handler], force=True)
-    for noisy in ("httpx", "httpcore", "apscheduler.executors.default"):
+    # readability logs every candidate at INFO: noise for an archiving daemon
+    for noisy in ("httpx", "httpcore", "apscheduler.executors.default", "readability", "readability.readability"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    scheduler_log = logging.getLogger("apscheduler.scheduler")
+    if not any(isinstance(f, _SkippedRunFilter) for f in scheduler_log.filters):
+        scheduler_log.addFilter(_SkippedRunFilter())
+
+
+class _SkippedRunFilter(logging.Filter):
+    """APScheduler warns every time a run is skipped because the outlet's previous pass is
+    still going; with short intervals that is routine, so it is logged at INFO instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "maximum number of running instances reached" in record.getMessage():
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
 
 
 def _load(path: str) -> LoadedConfig:

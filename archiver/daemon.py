@@ -62,17 +62,6 @@ async def scheduled_pass(outlet_name: str) -> None:
     await _CURRENT.pass_outlet(outlet_name)
 
 
-class _SkippedRunFilter(logging.Filter):
-    """APScheduler warns every time a run is skipped because the outlet's previous pass is
-    still going; with short intervals that is routine, so it is logged at INFO instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if "maximum number of running instances reached" in record.getMessage():
-            record.levelno, record.levelname = logging.INFO, "INFO"
-        return True
-
-
-logging.getLogger("apscheduler.scheduler").addFilter(_SkippedRunFilter())
 
 
 def make_trigger(outlet: Outlet, jitter_fraction: float) -> IntervalTrigger | CronTrigger:

@@ -27,9 +27,6 @@ from .second_opinion import (SECOND_EXTRACTOR_NAME, SECOND_EXTRACTOR_VERSION, do
                              second_text)
 
 log = logging.getLogger(__name__)
-# readability logs every candidate at INFO; that is noise for an archiving daemon
-logging.getLogger("readability").setLevel(logging.WARNING)
-logging.getLogger("readability.readability").setLevel(logging.WARNING)
 
 # Bump whenever the clean-up after readability changes what comes out: the version is
 # provenance, and `archiver verify` names it when re-derived text differs.
