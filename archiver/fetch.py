@@ -208,15 +208,17 @@ class Fetcher:
 
     async def _exchange(self, url: str, max_decoded: int, extra_headers: dict[str, str] | None,
                         ticket: Ticket | None = None) -> Response:
-        try:
-            return await self._exchange_once(url, max_decoded, extra_headers, ticket)
-        except _StaleConnection:
-            # a keep-alive connection the server had already closed: nothing was received,
-            # so one more try on a fresh connection is safe for a GET
+        # a keep-alive connection the server had already closed: nothing was received, so
+        # another try is safe for a GET; every pooled connection to the host may be such a
+        # one (a server that closes without saying so), hence one try more than the pool holds
+        tries = self.settings.per_host_concurrency + 1
+        for attempt in range(tries):
             try:
                 return await self._exchange_once(url, max_decoded, extra_headers, ticket)
             except _StaleConnection as e:
-                raise FetchError(url, "protocol", str(e.__cause__ or e)) from None
+                if attempt == tries - 1:
+                    raise FetchError(url, "protocol", str(e.__cause__ or e)) from None
+        raise AssertionError("unreachable")
 
     async def _exchange_once(self, url: str, max_decoded: int, extra_headers: dict[str, str] | None,
                              ticket: Ticket | None) -> Response:
