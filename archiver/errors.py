@@ -110,6 +110,20 @@ class BrokerError(ArchiverError):
     """The task broker of a scaled setup (scale.broker) cannot be reached or refuses us."""
 
 
+class BrowserError(ArchiverError):
+    """One page could not be rendered in the browser, or the browser cannot be started.
+
+    `exchanges` holds what the fetch function returned for the page before it failed (in
+    request order), so nothing already fetched is lost; `blocked` the requests refused."""
+
+    def __init__(self, message: str, url: str | None = None, exchanges: list | None = None,
+                 blocked: list[str] | None = None):
+        self.url = url
+        self.exchanges = exchanges or []
+        self.blocked = blocked or []
+        super().__init__(f"{url}: {message}" if url else message)
+
+
 def os_reason(e: OSError) -> str:
     """An OSError's reason, saying so when it means the disk (or a size limit) is full."""
     if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
