@@ -88,13 +88,6 @@ def decode_content(data: bytes, encoding: str, max_out: int) -> tuple[bytes, boo
     return bytes(d.out), d.truncated, d.error
 
 
-def maybe_gunzip(data: bytes, max_out: int) -> bytes:
-    """Sitemaps are often served as .xml.gz files without Content-Encoding."""
-    if data[:2] == b"\x1f\x8b":
-        out, _, err = decode_content(data, "gzip", max_out)
-        return out if err is None else b""
-    return data
-
 
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([\w.:-]+)", re.IGNORECASE)
