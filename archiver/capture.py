@@ -23,7 +23,8 @@ from .fetch import FetchResult, Response
 from .index import ARCHIVED, BLOCKED, NOT_MODIFIED, UNCHANGED, CaptureRow, Index
 from .outletrun import OutletRun
 from .urls import slug
-from .warc import RecordRef, WarcWriter, sha1_b32, utc_now, warc_date
+from .clock import utc_now, warc_date
+from .warc import RecordRef, WarcWriter, sha1_b32
 
 WriterFactory = Callable[[LoadedConfig], WarcWriter]
 

@@ -1,6 +1,6 @@
 """Who archives a page that two candidates lead to (a redirect and its target, two feed links
 to one story): the first to claim it. In one process the pass's own set decides; in a scaled
-setup the shared frontier does (see scale/frontier claims in worker.py)."""
+setup the shared frontier does (see FrontierClaims in scale/worker.py)."""
 
 from __future__ import annotations
 

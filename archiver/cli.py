@@ -194,7 +194,7 @@ def resources_line(worker_peak_mb: float, started: os.times_result) -> str:
     """CPU and peak memory of this process and of its extraction workers (exited by now).
     Child CPU is counted from `started`: times survive exec, so a wrapper script's own
     children (a pip install) would otherwise show up as extraction."""
-    from .workers import peak_rss_mb
+    from .procpool import peak_rss_mb
 
     t = os.times()
     kids = (t.children_user - started.children_user) + (t.children_system - started.children_system)
@@ -322,7 +322,7 @@ def _selection_options(f):
 @click.option("-v", "--verbose", count=True, help="debug logging with -v")
 def scheduler_cmd(config: str, once: bool, outlets: tuple[str, ...], log_format: str | None, verbose: int) -> None:
     """Scaled setup: start outlet passes on their schedules for `archiver worker`s to do (needs scale.broker)."""
-    from .scheduler import run_scheduler
+    from .scale.scheduler import run_scheduler
 
     cfg = _load(config)
     _setup_logging(2 if verbose else 0, log_format or cfg.config.daemon.log_format, base=logging.INFO)
@@ -360,7 +360,7 @@ def scheduler_cmd(config: str, once: bool, outlets: tuple[str, ...], log_format:
 @click.option("-v", "--verbose", count=True, help="debug logging with -v")
 def worker_cmd(config: str, name: str | None, threads: int | None, log_format: str | None, verbose: int) -> None:
     """Scaled setup: do the passes and fetches the scheduler sends, until SIGTERM/SIGINT."""
-    from .worker import run_worker
+    from .scale.worker import run_worker
 
     cfg = _load(config)
     _setup_logging(2 if verbose else 0, log_format or cfg.config.daemon.log_format, base=logging.INFO)
@@ -463,7 +463,7 @@ def verify_cmd(dump_dir: str, config: str | None, warcs: tuple[str, ...], worker
 def serve_cmd(config: str, host: str, port: int, replay_port: int | None, allowed_hosts: tuple[str, ...],
               verbose: int) -> None:
     """Browse the archive offline: search, captures, diffs and replay, read-only."""
-    from .browse import serve
+    from .web.app import serve
     from .warcfiles import store_settings
 
     cfg = _load(config)
@@ -615,7 +615,7 @@ def extract_cmd(kind: str, out: str, files: tuple[str, ...]) -> None:
 @click.option("--serve-seconds", type=float, default=0, help="keep the sample outlet up this long afterwards")
 def demo(storage: str | None, serve_seconds: float) -> None:
     """Archive a bundled sample outlet on 127.0.0.1, offline, and show where everything went."""
-    from .demo import run_demo
+    from .demo.command import run_demo
 
     _setup_logging(0)
     sys.exit(run_demo(Path(storage) if storage else None, serve_seconds))

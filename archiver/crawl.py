@@ -35,9 +35,10 @@ from .polite import Gates, SharedTurns, Ticket
 from .recover import repair_storage
 from .sources import WELL_KNOWN_SITEMAPS, Sources, validators
 from .topics import TopicMatcher
-from .warc import WarcWriter, sha1_b32, utc_now as _now
+from .clock import utc_now as _now
+from .warc import WarcWriter, sha1_b32
 from .warcfiles import WarcFiles, store_settings
-from .workers import ExtractorPool, WorkerDied
+from .procpool import ExtractorPool, WorkerDied
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

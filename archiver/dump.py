@@ -33,7 +33,7 @@ from .pagetext import RENDERER_NAME, RENDERER_VERSION, render_html
 from .stores import StoreSettings, local_path
 from .warc import existing
 from .warcfiles import WarcFiles
-from .workers import ExtractorPool
+from .procpool import ExtractorPool
 
 MANIFEST = "manifest.json"
 MAX_BODY = 50_000_000

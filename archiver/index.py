@@ -31,6 +31,7 @@ from sqlalchemy.pool import QueuePool
 from . import faults, schema
 from .errors import StorageError
 from .retry import next_try
+from .clock import parse_iso
 
 log = logging.getLogger(__name__)
 
@@ -273,8 +274,8 @@ class Index:
                          "AND state = :a AND warc_file IS NOT NULL", u=url, a=ARCHIVED)
         if not rows:
             return None
-        want = datetime.fromisoformat(at.replace("Z", "+00:00"))
-        best = min(rows, key=lambda r: abs((datetime.fromisoformat(r["fetched_at"].replace("Z", "+00:00"))
+        want = parse_iso(at)
+        best = min(rows, key=lambda r: abs((parse_iso(r["fetched_at"])
                                             - want).total_seconds()))
         return self.get(best["id"])
 
@@ -291,7 +292,7 @@ class Index:
             seen[r["url"]] = (statuses, r["fetched_at"])
         out = set()
         for url, (statuses, last) in seen.items():
-            when = next_try(statuses, datetime.fromisoformat(last.replace("Z", "+00:00")))
+            when = next_try(statuses, parse_iso(last))
             if when is None or when > now:
                 out.add(url)
         return out
@@ -332,14 +333,14 @@ class Index:
             "SELECT url, MIN(fetched_at) AS first, COUNT(*) AS n FROM captures WHERE outlet = :o "
             "AND kind = 'article' AND state IN (:a, :b, :c) GROUP BY url", o=outlet, a=ARCHIVED, b=UNCHANGED,
             c=NOT_MODIFIED)
-        now = datetime.fromisoformat(now_iso.replace("Z", "+00:00"))
+        now = parse_iso(now_iso)
         due = []
         for r in rows:
             url, first, count = r["url"], r["first"], r["n"]
             done = count - 1
             if done >= len(after) or (captured_before is not None and first >= captured_before):
                 continue
-            age = (now - datetime.fromisoformat(first.replace("Z", "+00:00"))).total_seconds()
+            age = (now - parse_iso(first)).total_seconds()
             if age >= after[done]:
                 due.append((url, done))
         return due

@@ -26,6 +26,7 @@ from .fetch import Fetcher, Response
 from .index import FAILED, ROBOTS, CaptureRow, Index
 from .outletrun import OutletRun, unexpected
 from .requisites import Requisite, from_css, from_html, same_site
+from .clock import parse_iso
 
 log = logging.getLogger("archiver.crawl")
 
@@ -141,7 +142,7 @@ class PageRequisites:
 
 def _fresh(row: CaptureRow, refresh: float) -> bool:
     try:
-        at = datetime.fromisoformat(row.fetched_at.replace("Z", "+00:00"))
+        at = parse_iso(row.fetched_at)
     except ValueError:
         return False
     return datetime.now(timezone.utc) - at < timedelta(seconds=refresh)

@@ -62,7 +62,7 @@ class SharedPause(Exception):
 
 
 class SharedTurns(Protocol):
-    """Request starts to a host across every process of a scaled setup (see hostturns.py)."""
+    """Request starts to a host across every process of a scaled setup (see scale/hostturns.py)."""
 
     async def take(self, host: str, gap: float, limit: int, max_wait: float = float("inf")) -> str:
         """Wait until fewer than `limit` requests to `host` are in flight across all workers,

@@ -28,23 +28,11 @@ from warcio.archiveiterator import ArchiveIterator
 
 from . import faults
 from .errors import StorageError, os_reason
+from .clock import timestamp17, warc_date
 from .stores import OPEN_SUFFIX, fsync_dir
 
 COPY_CHUNK = 1 << 16
 WRITE_CHUNK = 1 << 18  # compressed bytes gathered before a write() call
-
-
-def warc_date(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def utc_now() -> str:
-    """Now, as WARC-Date and every index timestamp have it."""
-    return warc_date(datetime.now(timezone.utc))
-
-
-def timestamp17(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y%m%d%H%M%S%f")[:17]
 
 
 def sha1_b32(digest: bytes) -> str:

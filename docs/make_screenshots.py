@@ -24,7 +24,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from archiver.demo_site import SampleSite, archive_with_revision
+from archiver.demo.site import SampleSite, archive_with_revision
 
 HERE = Path(__file__).resolve().parent
 

@@ -13,7 +13,7 @@ import pytest
 
 from archiver.config import LoadedConfig, load_config
 from archiver.crawl import PassResult, run_pass
-from archiver.demo_site import SampleSite
+from archiver.demo.site import SampleSite
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ import pytest
 
 from archiver.config import load_config
 from archiver.crawl import run_pass
-from archiver.demo_site import CORRECTION, ON_TOPIC, REVISED_PATH, Article, SampleSite, archive_with_revision
+from archiver.demo.site import CORRECTION, ON_TOPIC, REVISED_PATH, Article, SampleSite, archive_with_revision
 from archiver.index import Index
 
 from .test_daemon import free_port

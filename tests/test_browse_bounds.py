@@ -20,9 +20,9 @@ import pytest
 
 from archiver.config import load_config
 from archiver.crawl import run_pass
-from archiver.diffs import ADDED, FOLDED, KEEP, REMOVED, diff_texts
+from archiver.web.diffs import ADDED, FOLDED, KEEP, REMOVED, diff_texts
 from archiver.index import Index
-from archiver.replay import Archived, TooLarge, replay_body
+from archiver.web.replay import Archived, TooLarge, replay_body
 
 from .test_browse import get, start_serve, stop
 from .test_replay_sealed import EscapeSite

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from archiver import search
-from archiver.browse import _listen
+from archiver.web import search
+from archiver.web.app import _listen
 from archiver.errors import ArchiverError
-from archiver.search import Query, SearchIndex, fts_query
+from archiver.web.search import Query, SearchIndex, fts_query
 
 
 def _accepted_nodelay(listener: socket.socket) -> int:

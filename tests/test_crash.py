@@ -21,7 +21,7 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-from archiver.demo_site import ON_TOPIC, Article, SampleSite
+from archiver.demo.site import ON_TOPIC, Article, SampleSite
 from archiver.faults import POINTS as ALL_POINTS
 
 from .archive_checks import check_closed_warc, complete_members, nothing_indexed_twice, rows_point_at_records, sha256

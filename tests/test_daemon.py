@@ -18,7 +18,7 @@ import pytest
 
 from archiver.config import load_config
 from archiver.daemon import next_run_times
-from archiver.demo_site import ON_TOPIC, Article, SampleSite
+from archiver.demo.site import ON_TOPIC, Article, SampleSite
 
 from .test_recover import all_records_ok, rows_point_at_records
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from archiver.config import load_config
-from archiver.demo_site import SampleSite
+from archiver.demo.site import SampleSite
 from archiver.errors import ConfigError
 from archiver.listener import Listener, Response
 

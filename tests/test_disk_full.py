@@ -16,7 +16,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from archiver.demo_site import ON_TOPIC, SampleSite
+from archiver.demo.site import ON_TOPIC, SampleSite
 
 from .archive_checks import check_closed_warc, complete_members, nothing_indexed_twice, rows_point_at_records
 from .test_crash import big_articles, config

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.demo_site import ON_TOPIC
+from archiver.demo.site import ON_TOPIC
 from archiver.pagetext import RENDERER_VERSION
 
 from .conftest import Crawled, run_cli

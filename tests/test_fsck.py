@@ -13,7 +13,7 @@ from pathlib import Path
 
 from archiver.config import load_config
 from archiver.crawl import run_pass
-from archiver.demo_site import SampleSite
+from archiver.demo.site import SampleSite
 
 from .conftest import run_cli, write_config
 

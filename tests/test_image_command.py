@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.demo_site import SampleSite
+from archiver.demo.site import SampleSite
 
 ROOT = Path(__file__).resolve().parent.parent
 

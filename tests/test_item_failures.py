@@ -17,7 +17,7 @@ import pytest
 from archiver import faults
 from archiver.config import load_config
 from archiver.crawl import run_pass
-from archiver.demo_site import ON_TOPIC, REDIRECTS
+from archiver.demo.site import ON_TOPIC, REDIRECTS
 from archiver.index import Index
 
 from .conftest import write_config

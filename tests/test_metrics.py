@@ -15,7 +15,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from archiver.demo_site import SampleSite
+from archiver.demo.site import SampleSite
 from archiver.metrics import Metrics
 
 from .rawserver import RawServer, raw

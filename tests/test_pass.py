@@ -11,7 +11,7 @@ from pathlib import Path
 from warcio.archiveiterator import ArchiveIterator
 
 from archiver.crawl import run_pass
-from archiver.demo_site import DELETED, DISALLOWED, ON_TOPIC, REDIRECTS
+from archiver.demo.site import DELETED, DISALLOWED, ON_TOPIC, REDIRECTS
 from archiver.index import Index
 
 from .conftest import Crawled, run_cli

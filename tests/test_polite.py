@@ -49,7 +49,7 @@ def test_a_429_one_worker_gets_pauses_the_host_for_every_worker(redis_server):
     # fetchers with the host turns of a scaled setup, as separate workers have them
     from archiver.config import FetchSettings
     from archiver.fetch import Fetcher
-    from archiver.hostturns import RedisTurns
+    from archiver.scale.hostturns import RedisTurns
 
     from .rawserver import RawServer, raw
 
@@ -102,7 +102,7 @@ def test_per_host_concurrency_holds_across_workers(redis_server, limit: int):
     # the server never has more than `limit` of them in flight
     from archiver.config import FetchSettings
     from archiver.fetch import Fetcher
-    from archiver.hostturns import RedisTurns
+    from archiver.scale.hostturns import RedisTurns
 
     from .rawserver import RawServer
 

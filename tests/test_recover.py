@@ -12,7 +12,7 @@ from pathlib import Path
 
 from warcio.archiveiterator import ArchiveIterator
 
-from archiver.demo_site import ON_TOPIC, SampleSite
+from archiver.demo.site import ON_TOPIC, SampleSite
 from archiver.index import Index
 from archiver.recover import repair_open_warc
 

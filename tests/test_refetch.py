@@ -10,7 +10,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from archiver.config import load_config
 from archiver.crawl import run_pass
-from archiver.demo_site import ON_TOPIC, SampleSite
+from archiver.demo.site import ON_TOPIC, SampleSite
 from archiver.index import Index
 
 

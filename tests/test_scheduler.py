@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.demo_site import SampleSite
+from archiver.demo.site import SampleSite
 
 from .conftest import run_cli, write_config
 from .services import Redis, free_port, redis_bin
@@ -40,8 +40,8 @@ def test_scheduler_with_an_unreachable_broker_says_so_in_one_line(tmp_path: Path
 def test_a_broker_lost_after_the_start_costs_one_error_and_the_pass_is_sent_again(tmp_path: Path):
     from archiver.config import load_config
     from archiver.errors import BrokerError
-    from archiver.scheduler import Scheduler
-    from archiver.tasks import DISCOVER_QUEUE, queue_sizes
+    from archiver.scale.scheduler import Scheduler
+    from archiver.scale.tasks import DISCOVER_QUEUE, queue_sizes
 
     if redis_bin() is None:
         if os.environ.get("ARCHIVER_REQUIRE_SERVICES"):
@@ -78,7 +78,7 @@ def test_scheduling_survives_a_job_store_that_fails_mid_run_and_resumes(tmp_path
     a full disk or a read-only file would): each turn's update_job raises inside a scheduling
     round. The round is logged and tried again, and turns come again once writes work."""
     from archiver.config import load_config
-    from archiver.scheduler import Scheduler
+    from archiver.scale.scheduler import Scheduler
 
     caplog.set_level(logging.INFO)
     with SampleSite() as site:

@@ -15,7 +15,7 @@ from warcio.warcwriter import WARCWriter
 from archiver import schema
 from archiver.errors import StorageError
 from archiver.index import Index
-from archiver.ship import Shipper, adopt_spool, ship_file
+from archiver.scale.ship import Shipper, adopt_spool, ship_file
 from archiver.stores import FolderStore, S3Store, StoreSettings, file_sha256, local_copy, store_for
 from archiver.warc import read_payload
 from archiver.warcfiles import WarcFiles

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from archiver.polite import HostGate, Ticket
-from archiver.workers import ExtractorPool, WorkerDied
+from archiver.procpool import ExtractorPool, WorkerDied
 
 
 def echo_or_die(item: str) -> tuple[str, int]:
@@ -54,7 +54,7 @@ def test_map_keeps_order_and_runs_in_other_processes():
 
 PARENT = """
 import sys, time
-from archiver.workers import ExtractorPool
+from archiver.procpool import ExtractorPool
 from archiver.extract import extract_page
 if __name__ == "__main__":
     pool = ExtractorPool(2)
@@ -121,7 +121,7 @@ def test_a_crawl_survives_workers_dying_and_says_which_pages_they_took(tmp_path)
     """ARCHIVER_CRASH_AT=extract:2 kills every extraction worker at its second page, pool
     after pool: the crawl still ends normally, every article has a row, the pages lost with
     a worker say so, and the next crawl archives every on-topic article."""
-    from archiver.demo_site import ON_TOPIC, SampleSite
+    from archiver.demo.site import ON_TOPIC, SampleSite
     from archiver.index import Index
 
     from .conftest import write_config

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from starlette.applications import Starlette
@@ -21,13 +21,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .errors import StorageError
+from ..errors import StorageError
 from .replay import TooLarge, replay_body, replay_csp
+from ..clock import parse_iso
 
 if TYPE_CHECKING:
     from jinja2 import Environment
 
-    from .browse import Archive
+    from .app import Archive
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def timestamp14(iso: str) -> str:
 
 def http_date(iso: str) -> str:
     try:
-        dt = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(timezone.utc)
+        dt = parse_iso(iso).astimezone(timezone.utc)
     except ValueError:
         return iso
     return dt.strftime("%a, %d %b %Y %H:%M:%S GMT")

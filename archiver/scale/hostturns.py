@@ -20,7 +20,7 @@ import logging
 import uuid
 from typing import Any, Coroutine
 
-from .polite import SharedPause
+from ..polite import SharedPause
 
 log = logging.getLogger(__name__)
 

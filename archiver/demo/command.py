@@ -8,12 +8,12 @@ from pathlib import Path
 
 import click
 
-from .config import load_config
-from .demo_site import SampleSite
+from ..config import load_config
+from .site import SampleSite
 
 
 def run_demo(storage: Path | None, serve_seconds: float = 0) -> int:
-    from .cli import crawl_and_report
+    from ..cli import crawl_and_report
 
     root = (storage or Path(tempfile.mkdtemp(prefix="archiver-demo-"))).resolve()
     root.mkdir(parents=True, exist_ok=True)

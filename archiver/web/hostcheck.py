@@ -16,7 +16,7 @@ import ipaddress
 import re
 from typing import Any, Awaitable, Callable, Iterable
 
-from .errors import HostNameError
+from ..errors import HostNameError
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _WILDCARD_BINDS = ("0.0.0.0", "::", "[::]", "")

@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .discover import Candidate
-from .index import Index
-from .schema import claims, frontier
-from .warc import utc_now as _now
+from ..discover import Candidate
+from ..index import Index
+from ..schema import claims, frontier
+from ..clock import utc_now as _now
 
 QUEUED, FETCHING, SETTLED = "queued", "fetching", "settled"
 

@@ -31,18 +31,18 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import __version__
-from .decode import decode_text
+from .. import __version__
+from ..decode import decode_text
 from .diffs import diff_texts
-from .dump import derive
-from .errors import ArchiverError, StorageError
+from ..dump import derive
+from ..errors import ArchiverError, StorageError
 from .hostcheck import HostCheck, allowed_names
-from .index import ARCHIVED, BLOCKED, Index, _row
+from ..index import ARCHIVED, BLOCKED, Index, _row
 from .replay import MAX_REPLAY_BYTES, Archived, raw_csp, read_response
 from .replayapp import as_requested, create_replay_app, origin_of, timestamp14, web_url
 from .search import PAGE_SIZE, Query, SearchIndex
-from .stores import StoreSettings
-from .warcfiles import WarcFiles
+from ..stores import StoreSettings
+from ..warcfiles import WarcFiles
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def create_app(storage_root: Path, index_url: str | None = None, store: StoreSet
                ui_port: int = 8770, replay_port: int = 8772, host: str = "127.0.0.1",
                allowed_hosts: tuple[str, ...] = ()) -> Listeners:
     archive = Archive(storage_root, index_url, store)
-    env = Environment(loader=PackageLoader("archiver", "templates"), autoescape=select_autoescape(["html"]))
+    env = Environment(loader=PackageLoader("archiver.web", "templates"), autoescape=select_autoescape(["html"]))
     env.globals.update(version=__version__, ts14=timestamp14)
     off_loop = OffLoop()
     names = allowed_names(host, allowed_hosts)

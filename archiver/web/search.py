@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import SearchError
-from .index import ARCHIVED, Index
+from ..errors import SearchError
+from ..index import ARCHIVED, Index
 
 log = logging.getLogger(__name__)
 

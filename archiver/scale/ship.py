@@ -19,11 +19,11 @@ from typing import Callable
 
 from sqlalchemy import update
 
-from . import schema
-from .errors import StorageError
-from .index import Index
-from .stores import Store, file_sha256, local_path
-from .warc import utc_now as _now
+from .. import schema
+from ..errors import StorageError
+from ..index import Index
+from ..stores import Store, file_sha256, local_path
+from ..clock import utc_now as _now
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from urllib.parse import urljoin, urlsplit
 from lxml import etree, html
 from warcio.archiveiterator import ArchiveIterator
 
-from .decode import decode_text
+from ..decode import decode_text
 
 MAX_REPLAY_BYTES = 50 * 1024 * 1024
 # an HTML or CSS document larger than this is not rewritten (parsing and walking it would

@@ -28,21 +28,23 @@ from typing import Any, Coroutine, TypeVar
 
 from sqlalchemy import func, select, update
 
-from . import SOFTWARE, frontier, schema
-from .config import LoadedConfig, Outlet
-from .claims import PassClaims
-from .crawl import Pass, _now
-from .discover import Candidate
-from .outletrun import OutletRun
-from .errors import ArchiverError, ConfigError, ConfigProblem
+from .. import SOFTWARE
+from . import frontier
+from .. import schema
+from ..config import LoadedConfig, Outlet
+from ..claims import PassClaims
+from ..crawl import Pass, _now
+from ..discover import Candidate
+from ..outletrun import OutletRun
+from ..errors import ArchiverError, ConfigError, ConfigProblem
 from .hostturns import RedisTurns
-from .index import Index
-from .recover import repair_storage
+from ..index import Index
+from ..recover import repair_storage
 from .ship import Shipper, adopt_spool
-from .stores import store_for
-from .topics import TopicMatcher
-from .warc import WarcWriter
-from .warcfiles import store_settings
+from ..stores import store_for
+from ..topics import TopicMatcher
+from ..warc import WarcWriter
+from ..warcfiles import store_settings
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -101,7 +103,7 @@ class ClusterPass(Pass):
         return writer
 
     def _warcinfo(self, cfg: LoadedConfig) -> dict[str, str]:
-        from .crawl import warcinfo_fields
+        from ..crawl import warcinfo_fields
 
         return {**warcinfo_fields(cfg), "archiver-worker": self.worker_name}
 

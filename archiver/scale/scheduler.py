@@ -20,11 +20,12 @@ from datetime import datetime, timezone
 from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from . import SOFTWARE, frontier
-from .config import LoadedConfig
-from .errors import ArchiverError, BrokerError, ConfigError, ConfigProblem
-from .index import Index
-from .warc import utc_now as _now
+from .. import SOFTWARE
+from . import frontier
+from ..config import LoadedConfig
+from ..errors import ArchiverError, BrokerError, ConfigError, ConfigProblem
+from ..index import Index
+from ..clock import utc_now as _now
 from .worker import pass_summary
 
 log = logging.getLogger(__name__)
@@ -158,8 +159,8 @@ class Scheduler:
         return started
 
     def forever(self, stop: threading.Event) -> None:
-        from .daemon import JOBS_TABLE, _same_trigger, _store_name, make_trigger, scheduler_url
-        from .schedule_guard import GuardedBackgroundScheduler, JobStoreHealth, WatchedJobStore
+        from ..daemon import JOBS_TABLE, _same_trigger, _store_name, make_trigger, scheduler_url
+        from ..schedule_guard import GuardedBackgroundScheduler, JobStoreHealth, WatchedJobStore
 
         global _CURRENT
         _CURRENT = self

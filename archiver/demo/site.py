@@ -356,8 +356,8 @@ def archive_with_revision(site: SampleSite, root: Path) -> Path:
     two versions of a URL, as the browse tests and screenshots need. Returns the config path."""
     import asyncio
 
-    from .config import load_config
-    from .crawl import run_pass
+    from ..config import load_config
+    from ..crawl import run_pass
 
     config = root / "config.yaml"
     config.write_text(site.config_yaml(str(root / "storage")).replace(

@@ -1,0 +1,1 @@
+"""The bundled sample outlet and `archiver demo`."""

@@ -1,0 +1,1 @@
+"""The scaled mode: scheduler, workers, tasks, frontier, shared host turns, shipping."""

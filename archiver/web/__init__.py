@@ -1,0 +1,1 @@
+"""The browse UI: app, search, replay, templates and static files."""
