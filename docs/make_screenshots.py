@@ -7,7 +7,9 @@ Archives the bundled sample outlet (127.0.0.1) twice with a correction in betwee
 `archiver serve` on it (UI and replay origin on two free loopback ports) and photographs
 home, search results, a capture page with its diff, and the replay view (the UI's frame page
 with the archived page from the replay origin inside it) with Debian's chromium driven by
-playwright.
+playwright. A last one, replay-styled.png, shows an article as capture mode `requisites`
+(the default) archived it: with the outlet's stylesheet, its masthead image and the photo,
+all replayed from the archive; the script fails rather than photograph it unstyled.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from archiver.demo.site import SampleSite, archive_with_revision
+from archiver.demo.site import ARTICLES, SampleSite, archive_with_revision
+from archiver.index import Index
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,6 +36,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def styled_replay(page, base: str, storage: Path, replay_port: int) -> None:
+    """The Hanoi article in the replay frame, looking as it did on the outlet."""
+    with Index.open(storage, readonly=True) as idx:
+        cid = next(r.id for r in idx.captures(kind="article", state="archived")
+                   if (r.final_url or "").endswith(ARTICLES[0].path))
+    page.goto(f"{base}/replay/{cid}")
+    frame = page.wait_for_selector("iframe.replay").content_frame()
+    frame.wait_for_selector("figure img")
+    frame.wait_for_function("() => [...document.images].every(i => i.complete)")
+    masthead = frame.eval_on_selector("header", "e => getComputedStyle(e).backgroundColor")
+    photo = frame.eval_on_selector("figure img", "e => e.naturalWidth")
+    if masthead != "rgb(18, 53, 91)" or not photo:
+        raise RuntimeError(f"the replayed article is not styled (masthead {masthead}, photo {photo} px wide): "
+                           "were its requisites archived?")
+    outside = [f.url for f in page.frames if f != page.main_frame and
+               not f.url.startswith(f"http://127.0.0.1:{replay_port}/")]
+    if outside:
+        raise RuntimeError(f"a frame is not from the replay origin: {outside}")
+    page.screenshot(path=str(HERE / "replay-styled.png"))
 
 
 def main() -> int:
@@ -77,6 +101,7 @@ def main() -> int:
             if not framed or not framed[0].startswith(f"http://127.0.0.1:{replay_port}/"):
                 raise RuntimeError(f"the replay frame is not from the replay origin: {framed}")
             page.screenshot(path=str(HERE / "browse-replay.png"))
+            styled_replay(page, base, root / "storage", replay_port)
             browser.close()
     finally:
         proc.terminate()

@@ -27,11 +27,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def dockerfile_final_stage() -> dict:
+    """ENV, ENTRYPOINT, CMD and HEALTHCHECK of the image a build without --target makes: the
+    last stage, with what it inherits from the stages of the file it is built FROM."""
     text = (ROOT / "docker" / "Dockerfile").read_text()
     text = re.sub(r"\\\n", " ", text)
-    final = text.split("\nFROM ")[-1]
+    stages: dict[str, tuple[str, str]] = {}  # name -> (what it is FROM, its lines)
+    base, body = "", ""
+    for part in text.split("\nFROM ")[1:]:
+        head, _, body = part.partition("\n")
+        base, *alias = head.split()
+        if len(alias) == 2 and alias[0].upper() == "AS":
+            stages[alias[1]] = (base, body)
+    chain = [body]
+    while base in stages:
+        base, body = stages[base]
+        chain.insert(0, body)
     out: dict = {"env": {}}
-    for line in final.splitlines():
+    for line in "\n".join(chain).splitlines():
         ins, _, rest = line.strip().partition(" ")
         if ins == "ENV":
             for k, v in re.findall(r"(\w+)=(\S+)", rest):

@@ -4,7 +4,9 @@ It has what a real outlet has and what a pass must cope with: RSS and Atom feeds
 index pointing at a Google News sitemap, a section listing, a site search, on-topic and
 off-topic (near-miss) articles, an old URL behind a two-hop redirect chain, a deleted article
 (404), a robots.txt with Disallow and Crawl-delay, a gzip-encoded response and a
-windows-1252 page. Every request is logged so tests can see what was asked for.
+windows-1252 page. Its pages are styled like an outlet's: a stylesheet that names a
+background image, and a photo in every article (what capture mode `requisites` archives
+with a page). Every request is logged so tests can see what was asked for.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from .images import harbour_photo, wave_strip
 
 OUTLET = "Harbor Times"
 PUBLISHED = "Sat, 14 Jun 2025 09:00:00 GMT"
@@ -110,6 +114,41 @@ _NAV = ("<header><a class='brand' href='/'>Harbor Times</a><nav><ul>"
         "</header>")
 _FOOT = "<footer><p>\u00a9 2025 Harbor Times. All rights reserved.</p></footer>"
 
+STYLESHEET = "/static/harbor.css"
+# the look of a newspaper site: a masthead with a wave strip (an image the stylesheet names),
+# serif text, a column for the article and one for the most-read list
+_CSS = """\
+body { margin: 0; background: #f6f1e7; color: #1f1f1f; font-family: Georgia, "DejaVu Serif", serif; }
+header { display: flex; align-items: center; gap: 40px; padding: 16px 40px 24px; color: #fff;
+  background: #12355b url(/img/waves.png) repeat-x left bottom; }
+header .brand { color: #fff; font-size: 34px; font-weight: bold; font-variant: small-caps; letter-spacing: .05em;
+  text-decoration: none; }
+header nav ul { list-style: none; display: flex; gap: 22px; margin: 0; padding: 0; }
+header nav ul ul { display: none; }
+header nav a { color: #cfe0f5; font: 600 13px/1 "DejaVu Sans", Arial, sans-serif; letter-spacing: .08em;
+  text-decoration: none; text-transform: uppercase; }
+header .cookie { margin-left: auto; font: 12px "DejaVu Sans", Arial, sans-serif; color: #cfe0f5; }
+header .cookie button { margin-left: 8px; border: 1px solid #cfe0f5; background: none; color: #fff; }
+main { display: grid; grid-template-columns: minmax(0, 1fr) 250px; gap: 48px; max-width: 1080px;
+  margin: 32px auto; padding: 0 32px; }
+h1 { font-size: 36px; line-height: 1.15; margin: 0 0 12px; color: #111; }
+.byline { font: 600 12px "DejaVu Sans", Arial, sans-serif; letter-spacing: .1em; text-transform: uppercase;
+  color: #8a6d4b; margin-bottom: 18px; }
+figure { margin: 0 0 22px; }
+figure img { display: block; width: 100%; height: 280px; object-fit: cover; }
+figcaption { font: 12px "DejaVu Sans", Arial, sans-serif; color: #777; margin-top: 6px; }
+.body p { font-size: 19px; line-height: 1.6; margin: 0 0 16px; }
+.body p:first-child::first-letter { float: left; font-size: 62px; line-height: .9; padding: 4px 8px 0 0;
+  color: #12355b; }
+.most-read { border-top: 4px solid #12355b; font-family: "DejaVu Sans", Arial, sans-serif; }
+.most-read h3 { font-size: 13px; letter-spacing: .12em; text-transform: uppercase; color: #12355b; }
+.most-read ol { padding-left: 20px; margin: 0; }
+.most-read li { font-size: 14px; line-height: 1.4; margin-bottom: 12px; }
+.most-read a, .card a { color: #1f1f1f; text-decoration: none; }
+footer { border-top: 1px solid #ddd2c0; color: #777; font: 12px "DejaVu Sans", Arial, sans-serif;
+  text-align: center; padding: 16px; }
+"""
+
 
 def _most_read() -> str:
     # the same headlines on every page: a decoy for anyone matching topics on raw HTML
@@ -125,6 +164,7 @@ def article_html(a: Article) -> bytes:
            f"<meta name='author' content='{html.escape(a.byline, quote=True)}'>"
            f"<meta property='article:published_time' content='{a.date}'>"
            f"<link rel='canonical' href='{a.path}'><style>body{{font-family:serif}}</style>"
+           f"<link rel='stylesheet' href='{STYLESHEET}'>"
            f"<script>window.dataLayer=[];</script></head><body>{_NAV}<main><article>"
            f"<h1>{html.escape(a.title)}</h1><div class='byline'>By {html.escape(a.byline)}</div>"
            f"<figure><img src='/img/photo.jpg' alt='Photo for: {html.escape(a.title, quote=True)}'>"
@@ -141,7 +181,7 @@ def _listing(title: str, articles: list[Article]) -> bytes:
                     f"<p>{html.escape(a.paragraphs[0][:80])}</p></div>" for a in articles)
     pages = "<div class='pager'><a href='?page=2'>Next page</a></div>"
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"</head><body>{_NAV}<main><h1>{html.escape(title)}</h1>{cards}{pages}</main>{_FOOT}"
+            f"<link rel='stylesheet' href='{STYLESHEET}'></head><body>{_NAV}<main><h1>{html.escape(title)}</h1>{cards}{pages}</main>{_FOOT}"
             f"</body></html>").encode("utf-8")
 
 
@@ -244,6 +284,12 @@ class _Handler(BaseHTTPRequestHandler):
             hits = [a for a in ARTICLES if q and not a.path.startswith("/private/")
                     and q in (a.title + " " + " ".join(a.paragraphs)).lower()]
             return self._send(200, _listing(f"Search results for {q}", hits), "text/html; charset=utf-8")
+        if path == STYLESHEET:
+            return self._send(200, _CSS.encode(), "text/css; charset=utf-8")
+        if path == "/img/waves.png":
+            return self._send(200, wave_strip(), "image/png")
+        if path == "/img/photo.jpg":  # a PNG whatever the name says, as image CDNs serve them
+            return self._send(200, harbour_photo(), "image/png")
         if path in REDIRECTS:
             return self._send(301, b"", "text/html", {"Location": REDIRECTS[path]})
         a = site.article(path)

@@ -46,8 +46,12 @@ MAX_SRCDOC_DEPTH = 3
 _URL_ATTRS = ("href", "xlink:href", "src", "action", "formaction", "poster", "background", "cite", "longdesc",
               "lowsrc", "dynsrc", "icon", "data-src", "data-lazy-src", "data-original")
 _SRCSET_ATTRS = ("srcset", "data-srcset", "imagesrcset")
-# attributes that make the browser contact a URL on their own and that a replay does without
-_DROPPED_ATTRS = ("ping", "manifest", "codebase", "archive", "classid", "target", "formtarget", "integrity")
+# attributes that make the browser contact a URL on their own and that a replay does without;
+# `integrity` no longer matches a rewritten body, and `crossorigin` would make an element's
+# load a CORS request from the sandboxed page's opaque origin, which the archive does not
+# answer (without it the image, stylesheet or media loads as it would without CORS)
+_DROPPED_ATTRS = ("ping", "manifest", "codebase", "archive", "classid", "target", "formtarget", "integrity",
+                  "crossorigin")
 _ANIMATIONS = ("set", "animate", "animatemotion", "animatetransform", "animatecolor")
 _CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^'"()\s]*))\s*\)""", re.IGNORECASE)
 _CSS_IMPORT = re.compile(r"""@import\s+(['"])([^'"]+)\1""", re.IGNORECASE)

@@ -110,6 +110,11 @@ def create_replay_app(archive: "Archive", env: "Environment", ui_port: int,
                        "are on its capture page.")
             return HTMLResponse(body, status_code=200, headers=headers)
         headers["Memento-Datetime"] = http_date(row.fetched_at)
+        if request.headers.get("sec-fetch-dest") == "font":
+            # a web font is always loaded in CORS mode, and a replayed page's origin is opaque
+            # (its sandbox): "null" is the only answer that lets its fonts load. Only font loads
+            # get it, so no page's fetch() can read the archive this way.
+            headers["Access-Control-Allow-Origin"] = "null"
         return Response(body, status_code=200, media_type=_safe_media_type(ctype), headers=headers)
 
     def to_ui(request: Request) -> Response:
