@@ -25,3 +25,8 @@ def timestamp17(dt: datetime) -> str:
 def parse_iso(s: str) -> datetime:
     """An index timestamp (or any ISO 8601 time with a Z) back as an aware datetime."""
     return datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def iso_seconds(ts: float) -> str:
+    """A POSIX time as an ISO 8601 UTC time to the second, for messages."""
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")

@@ -14,10 +14,34 @@ Messages name the thing and the value, so a log line alone tells the user what w
     +-- XmlTooBig                  a discovery document past the depth or element caps
     +-- WorkerDied                 an extraction worker died on this item
     +-- DumpError / ExportError    a dump, verify or export cannot go on
+    +-- RematchError               a rematch was asked for something the config or the index lacks
     +-- BrokerError                a scaled setup's broker cannot be reached
     +-- HostNameError              a --host / --allowed-host value is not a host name
+    +-- BrowserError               a page cannot be rendered, or the browser cannot start
     InjectedFault (RuntimeError)   a failure point's fault: deliberately *not* an ArchiverError,
                                    since it stands for the unexpected
+
+The command line (archiver.cli.main) is the one place these reach the user: a ConfigError's
+problems, one a line, and exit 2; any other ArchiverError as one line `archiver: MESSAGE` and
+exit 1. Everything else that escapes is a defect and keeps its traceback.
+
+Internal control flow (the last section below). These end a parse or a loop early, or tell
+the one caller that handles them what happened; none ever reaches a user. They are *not*
+ArchiverErrors on purpose: an `except ArchiverError` on the way must not swallow one.
+
+    ControlFlow
+    +-- FeedStopped                a streamed feed cannot go on; carries the entries read so far
+    |   +-- FeedNotWellFormed      broken XML here: the lenient parser may still read it (feeds)
+    |   +-- FeedAtCap              past a depth or element cap: nothing reads further (feeds)
+    +-- FeedAsSitemap              a sitemap URL serves RSS or Atom: read it as a feed (sitemaps)
+    +-- StaleConnection            a reused keep-alive connection closed unanswered: retry (fetch)
+    +-- SharedPause                a host paused across workers longer than a request may wait
+    |                              (raised by scale.hostturns, handled in polite)
+    +-- DiffOverBudget             a diff ran past its deadline: show a coarser one (web.diffs)
+    +-- TooLarge                   an archived document past the rewriting limits: not replayed
+    |                              (web.replay, handled in web.replayapp)
+    +-- BrowserGone                the browser's end of the DevTools pipe closed (browser)
+    +-- BrowserRefused             the browser answered a command with an error (browser)
 """
 
 from __future__ import annotations
@@ -97,6 +121,10 @@ class ExportError(ArchiverError):
     """An export cannot be written (nothing selected, a WARC still open or not found)."""
 
 
+class RematchError(ArchiverError):
+    """A rematch cannot run as asked (a topic the config does not define, a --since that is no time)."""
+
+
 class HostNameError(ArchiverError):
     """A --host or --allowed-host value is not a bare host name or address."""
 
@@ -129,3 +157,70 @@ def os_reason(e: OSError) -> str:
     if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         return f"{e.strerror} (the disk is full or a file size limit was reached)"
     return e.strerror or str(e)
+
+
+# ---------------------------------------------------------------------- internal control flow
+# Raised and caught inside archiver (see the module docstring); never shown to a user.
+
+
+class ControlFlow(Exception):
+    """Base of the internal control-flow exceptions: deliberately not an ArchiverError."""
+
+
+class FeedStopped(ControlFlow):
+    """A streamed feed cannot be read further; `entries` holds the candidates read before."""
+
+    def __init__(self, why: str, entries: list):
+        super().__init__(why)
+        self.why, self.entries = why, entries
+
+
+class FeedNotWellFormed(FeedStopped):
+    """The XML is broken here; the lenient parser may still read it."""
+
+
+class FeedAtCap(FeedStopped):
+    """Past a depth or element cap: no parser is to read further."""
+
+
+class FeedAsSitemap(ControlFlow):
+    """The sitemap is an RSS or Atom feed (sitemaps.org accepts both in a sitemap's place)."""
+
+
+class StaleConnection(ControlFlow):
+    """The server closed the connection before answering (typically a reused keep-alive one)."""
+
+
+class SharedPause(ControlFlow):
+    """The host is paused (a 429/503 seen by some worker) for longer than a request may wait."""
+
+    def __init__(self, seconds: float):
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+class DiffOverBudget(ControlFlow):
+    """A diff's line matching ran past its deadline."""
+
+
+class TooLarge(ControlFlow):
+    """An archived document over the rewriting limits; it is not replayed."""
+
+
+class BrowserGone(ControlFlow):
+    """The browser's end of the DevTools pipe closed: it exited, crashed or was killed."""
+
+
+class BrowserRefused(ControlFlow):
+    """The browser answered a command with an error."""
+
+    def __init__(self, method: str, error: dict):
+        self.method = method
+        self.message = str(error.get("message", error))
+        super().__init__(f"{method}: {self.message}")
+
+
+def first_line(e: BaseException) -> str:
+    """A driver's message (SQLAlchemy's runs to the SQL and a link) cut to the line that names the failure."""
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

@@ -10,28 +10,32 @@ pages: every worker dies at its N-th).
 `ARCHIVER_CRASH_AT=POINT:N` kills the process the N-th time it reaches POINT. Without the
 variable (every normal run) `reached()` is one comparison, and callers on the per-record
 path skip even the call by testing `ARMED`.
+
+Importing this module reads nothing: the entry points (the command line, an extraction
+worker's start-up) call `arm()`, which reads ARCHIVER_CRASH_AT and ARCHIVER_FAIL_AT.
 """
 
 from __future__ import annotations
 
-from .errors import InjectedFault
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+
+from .errors import InjectedFault
 
 POINTS = ("fetch", "warc-write", "rotation", "index-commit", "extract")
 
 
-def _armed() -> tuple[str, int] | None:
-    spec = os.environ.get("ARCHIVER_CRASH_AT", "")
+def _crash_at(environ: Mapping[str, str]) -> tuple[str, int] | None:
+    spec = environ.get("ARCHIVER_CRASH_AT", "")
     point, _, n = spec.partition(":")
     if point not in POINTS or not n.isdigit() or int(n) < 1:
         return None
     return point, int(n)
 
 
-_ARMED = _armed()
-ARMED = _ARMED is not None  # callers on hot paths test this before building arguments
+_ARMED: tuple[str, int] | None = None
+ARMED = False  # callers on hot paths test this before building arguments
 _counts: dict[str, int] = {}
 
 
@@ -53,12 +57,23 @@ def reached(point: str, before: Callable[[], object] | None = None) -> None:
 STAGES = ("document", "parse", "candidate", "redirect", "extract", "decide", "keep")
 
 
-def _fail_at() -> tuple[str, str] | None:
-    stage, _, text = os.environ.get("ARCHIVER_FAIL_AT", "").partition(":")
+def _fail_at(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    stage, _, text = environ.get("ARCHIVER_FAIL_AT", "").partition(":")
     return (stage, text) if stage in STAGES and text else None
 
 
-FAIL_AT = _fail_at()
+FAIL_AT: tuple[str, str] | None = None
+
+
+def arm(environ: Mapping[str, str] | None = None) -> None:
+    """Set the crash and failure points from ARCHIVER_CRASH_AT and ARCHIVER_FAIL_AT (of
+    `environ`, default the process's environment); without them, disarm both."""
+    global _ARMED, ARMED, FAIL_AT
+    env = os.environ if environ is None else environ
+    _ARMED = _crash_at(env)
+    ARMED = _ARMED is not None
+    FAIL_AT = _fail_at(env)
+    _counts.clear()
 
 
 def check(stage: str, url: str) -> None:

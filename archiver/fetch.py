@@ -26,11 +26,11 @@ import httpcore
 import httpx
 
 from . import faults
-from .config import FetchSettings
 from .decode import ContentDecoder, brotli
-from .errors import FetchError
+from .errors import FetchError, StaleConnection
 from .polite import Gates, Ticket, retry_after_seconds
 from .robots import RobotsCache
+from .settings import FetchSettings
 from .urls import canonicalize, host_key
 from .wire import RecordingBackend, RecordingStream
 
@@ -90,10 +90,6 @@ class FetchResult:
     def close(self) -> None:
         for r in (*self.hops, *self.robots):
             r.close()
-
-
-class _StaleConnection(Exception):
-    """The server closed the connection before answering (typically a reused keep-alive one)."""
 
 
 class _Recorder:
@@ -215,7 +211,7 @@ class Fetcher:
         for attempt in range(tries):
             try:
                 return await self._exchange_once(url, max_decoded, extra_headers, ticket)
-            except _StaleConnection as e:
+            except StaleConnection as e:
                 if attempt == tries - 1:
                     raise FetchError(url, "protocol", str(e.__cause__ or e)) from None
         raise AssertionError("unreachable")
@@ -266,7 +262,7 @@ class Fetcher:
             except (httpx.RemoteProtocolError, httpx.ReadError) as e:
                 recorder.spool.close()
                 if not answered and (isinstance(e, httpx.ReadError) or "without sending a response" in str(e)):
-                    raise _StaleConnection() from e
+                    raise StaleConnection() from e
                 raise FetchError(url, _reason(e), str(e) or type(e).__name__)
             except httpx.HTTPError as e:
                 recorder.spool.close()

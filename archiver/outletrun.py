@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from .config import Outlet
+from .settings import Outlet
 from .topics import TopicMatcher
 
 log = logging.getLogger("archiver.crawl")

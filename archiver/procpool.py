@@ -23,6 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
+from . import faults
 from .errors import WorkerDied
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,9 @@ def default_workers() -> int:
 
 
 def _die_with_parent(parent: int) -> None:
-    """Worker start-up: leave shutdown to the parent (Ctrl-C, docker stop) and die with it."""
+    """Worker start-up: leave shutdown to the parent (Ctrl-C, docker stop) and die with it.
+    A worker is an entry point of its own, so its crash points are armed here too."""
+    faults.arm()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if sys.platform.startswith("linux"):

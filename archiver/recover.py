@@ -17,6 +17,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import LoadedConfig
 from .index import Index
 from .warc import OPEN_SUFFIX
 
@@ -105,8 +106,8 @@ def repair_storage(storage_root: Path, index: Index | None = None, only_prefix: 
 def drop_dangling_rows(storage_root: Path, index: Index, only_prefix: str = "") -> int:
     sizes: dict[str, int] = {}
     doomed: list[int] = []
-    for r in index.rows("SELECT id, warc_file, warc_offset, warc_length FROM captures WHERE warc_file IS NOT NULL"):
-        row_id, warc_file, offset, length = r["id"], r["warc_file"], r["warc_offset"], r["warc_length"]
+    for span in index.record_spans():
+        row_id, warc_file, offset, length = span.capture_id, span.warc_file, span.offset, span.length
         if not warc_file.startswith(f"warc/{only_prefix}"):
             continue
         if warc_file not in sizes:
@@ -117,3 +118,21 @@ def drop_dangling_rows(storage_root: Path, index: Index, only_prefix: str = "") 
             doomed.append(row_id)
     index.delete_captures(doomed)
     return len(doomed)
+
+
+def open_archive(cfg: LoadedConfig, root: Path | None = None, only_prefix: str = "") -> Index:
+    """The index for writing, its schema brought up to date, after the `.open` WARCs an earlier
+    run left under `root` (the storage root; a worker's spool, with its files' `only_prefix`)
+    were repaired and rows pointing past their ends dropped: what every process that writes
+    WARCs does before anything else (`archiver crawl`, `run`, `worker`)."""
+    index = Index.open(cfg.storage_root, url=cfg.config.index.url)
+    try:
+        repaired = repair_storage(root or cfg.storage_root, index, only_prefix)
+    except BaseException:
+        index.close()
+        raise
+    if repaired:
+        log.warning("repaired %d WARC file(s) left open by an earlier run: %s", len(repaired), ", ".join(
+            f"{r.path.name} (removed: no whole record)" if r.removed else f"{r.path.name} ({r.records} records kept)"
+            for r in repaired))
+    return index

@@ -1,5 +1,6 @@
 """An outlet's sources in a pass: its feeds, sitemaps, listing and search pages fetched,
-archived and read into candidates (the parsing itself is discover.py's).
+archived and read into candidates (the parsing itself is feeds.py's, sitemaps.py's
+and listings.py's).
 
 Every document is one item: whatever goes wrong with it is its row's problem (or a failed
 row), never the pass's. Unchanged documents (304) are read again from the archived copy, so
@@ -17,12 +18,15 @@ from typing import Any, TypeVar
 from . import faults
 from .capture import Recorder
 from .decode import decode_content, decode_text
-from .discover import Candidate, DiscoveryError, SitemapResult, listing_links, parse_feed, parse_sitemap, search_urls
-from .errors import BlockedByPolicy, StorageError
+from .discover import Candidate, SitemapResult
+from .errors import BlockedByPolicy, DiscoveryError, StorageError
 from .extract import MAX_PAGE_BYTES
+from .feeds import parse_feed
 from .fetch import Fetcher
 from .index import FAILED, ROBOTS, CaptureRow, Index
+from .listings import listing_links, search_urls
 from .outletrun import OutletRun, unexpected
+from .sitemaps import parse_sitemap
 from .urls import host_key
 from .warc import read_payload
 from .warcfiles import WarcFiles

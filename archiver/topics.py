@@ -12,7 +12,7 @@ import sys
 import unicodedata
 from dataclasses import dataclass, field
 
-from .config import Topic
+from .settings import Topic
 
 
 @functools.cache

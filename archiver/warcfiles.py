@@ -19,7 +19,7 @@ from .index import Index
 from .stores import OPEN_SUFFIX, StoreSettings
 
 if TYPE_CHECKING:
-    from .config import StorageSettings
+    from .settings import StorageSettings
 
 
 def store_settings(storage: StorageSettings) -> StoreSettings:
@@ -49,8 +49,7 @@ class WarcFiles:
         if self.index is None:
             return
         # replaced whole, never changed in place: threads of one reader may share it
-        self._recorded = {r["name"]: (r["location"], r["state"])
-                          for r in self.index.rows("SELECT name, location, state FROM warc_files")}
+        self._recorded = {f.name: (f.location, f.state) for f in self.index.warc_files()}
 
     def location(self, name: str, fresh: bool = False) -> str:
         """Where the file `name` (as a capture row has it: 'warc/NAME' or 'NAME') is now."""

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from archiver.browser import BrowserPool, BrowserSettings, Fulfil, process_tree, tree_memory  # noqa: E402
-from archiver.config import FetchSettings  # noqa: E402
+from archiver.settings import FetchSettings  # noqa: E402
 from archiver.fetch import Fetcher  # noqa: E402
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"

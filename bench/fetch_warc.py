@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from archiver.config import FetchSettings  # noqa: E402
+from archiver.settings import FetchSettings  # noqa: E402
 from archiver.fetch import Fetcher  # noqa: E402
 from archiver.warc import WarcWriter  # noqa: E402
 

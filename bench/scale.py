@@ -20,6 +20,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -85,10 +86,10 @@ def run(n: int, manifest: dict, pg, redis_url: str, out: Path) -> dict:
     from archiver.index import Index
 
     with Index.open(storage, readonly=True, url=db) as idx:
-        fetched = idx.scalar("SELECT COUNT(*) FROM captures WHERE kind = 'article'")
-        archived = idx.scalar("SELECT COUNT(*) FROM captures WHERE kind = 'article' AND state = 'archived'")
-        dup = idx.scalar("SELECT COUNT(*) FROM (SELECT final_url FROM captures WHERE kind = 'article' "
-                         "AND state = 'archived' GROUP BY final_url HAVING COUNT(*) > 1) d")
+        states = idx.state_counts("article")
+        fetched, archived = sum(states.values()), states.get("archived", 0)
+        kept = Counter(r.final_url for r in idx.captures(kind="article", state="archived"))
+        dup = sum(1 for n in kept.values() if n > 1)
     return {"workers": n, "seconds": round(elapsed, 1), "article_fetches": fetched, "archived": archived,
             "archived_twice": dup, "pages_per_s": round(fetched / elapsed, 1),
             "worker_cpu_ms_per_page": round(worker_cpu * 1000 / max(1, fetched), 2),

@@ -48,9 +48,54 @@ def crawled(site, tmp_path_factory) -> Crawled:
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run the installed `archiver` entry point the way a user does."""
+    """Run the installed `archiver` entry point the way a user does, in a process of its own:
+    for what only a whole process shows (its memory, signals, kills, inherited environment)."""
     exe = Path(sys.executable).with_name("archiver")
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout)
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class _Hung(BaseException):  # a BaseException, so no `except Exception` in the command swallows it
+    pass
+
+
+def invoke(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Ran:
+    """Run `archiver ARGS` in this process through archiver.cli.main, the boundary the installed
+    command goes through (exit codes, error lines), with stdout and stderr captured. The
+    logging a command sets up is put back afterwards; `timeout` bounds a hang."""
+    import logging
+    import signal
+
+    from click.testing import CliRunner
+
+    from archiver.cli import main
+
+    def hung(signum: int, frame: object) -> None:
+        raise _Hung(f"archiver {' '.join(args)} still running after {timeout} s")
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: lg.level for name, lg in logging.root.manager.loggerDict.items()
+              if isinstance(lg, logging.Logger)}
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, lg in logging.root.manager.loggerDict.items():
+            if isinstance(lg, logging.Logger):
+                lg.setLevel(levels.get(name, logging.NOTSET))
+    return Ran(result.exit_code, result.stdout, result.stderr)
 
 
 def _service(kind: str):

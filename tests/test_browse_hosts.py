@@ -18,7 +18,7 @@ import yaml
 
 from archiver.index import Index
 
-from .conftest import Crawled, run_cli
+from .conftest import Crawled, invoke
 from .test_browse import start_serve, stop
 from .test_daemon import free_port
 
@@ -97,5 +97,5 @@ def test_the_address_it_listens_on_is_one_of_its_names(crawled: Crawled):
 
 
 def test_a_bad_allowed_host_is_refused_at_start(crawled: Crawled):
-    res = run_cli("serve", "--config", str(crawled.config_path), "--port", str(free_port()), "--allowed-host", "http://archive/")
+    res = invoke("serve", "--config", str(crawled.config_path), "--port", str(free_port()), "--allowed-host", "http://archive/")
     assert res.returncode == 1 and "'http://archive/'" in res.stderr and "host name" in res.stderr, res.stderr

@@ -8,7 +8,7 @@ import pytest
 
 from archiver.config import check_config, load_config
 
-from .conftest import run_cli
+from .conftest import invoke
 
 GOOD = """\
 topics:
@@ -28,7 +28,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_example_config_is_valid():
     root = Path(__file__).resolve().parent.parent
-    proc = run_cli("check-config", str(root / "config" / "example.yaml"))
+    proc = invoke("check-config", str(root / "config" / "example.yaml"))
     assert proc.returncode == 0 and proc.stdout.strip() == "ok"
     cfg = load_config(root / "config" / "example.yaml")
     assert cfg.storage_root == root / "storage"
@@ -65,7 +65,7 @@ outlets:
     schedule: {every: 30m, cron: "* * * * *"}
     feeds: ["https://e.org/rss"]
 """)
-    proc = run_cli("check-config", str(p))
+    proc = invoke("check-config", str(p))
     assert proc.returncode == 2
     lines = proc.stdout.splitlines()
     assert any(line.startswith(f"{p}:3: storage.colour: unknown key (known keys: root,") for line in lines)
@@ -93,14 +93,14 @@ def test_missing_sections_and_wrong_types(tmp_path: Path):
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path):
-    proc = run_cli("check-config", str(tmp_path / "nope.yaml"))
+    proc = invoke("check-config", str(tmp_path / "nope.yaml"))
     assert proc.returncode == 2 and "cannot read config" in proc.stdout
 
 
 @pytest.mark.parametrize("cmd", ["crawl", "captures"])
 def test_commands_exit_2_on_a_bad_config(tmp_path: Path, cmd: str):
     p = write(tmp_path, "topics: []\noutlets: []\nfetch: {timeout: 0}\n")
-    proc = run_cli(cmd, "--config", str(p))
+    proc = invoke(cmd, "--config", str(p))
     assert proc.returncode == 2
     assert f"{p}:1: topics: " in proc.stderr and f"{p}:3: fetch.timeout: " in proc.stderr
 
@@ -133,7 +133,7 @@ def test_shared_store_settings_are_checked_and_may_come_from_the_environment(tmp
 def test_unknown_keys_get_a_did_you_mean(tmp_path: Path):
     p = write(tmp_path, GOOD.replace("outlets:", "fetch:\n  user-agent: bot\n  timout: 5\noutlets:")
               + "    sitemap: [auto]\n")
-    proc = run_cli("check-config", str(p))
+    proc = invoke("check-config", str(p))
     assert proc.returncode == 2
     lines = proc.stdout.splitlines()
     assert f"{p}:5: fetch.user-agent: unknown key (did you mean 'user_agent'?)" in lines
@@ -143,7 +143,7 @@ def test_unknown_keys_get_a_did_you_mean(tmp_path: Path):
 
 def test_an_outlet_naming_an_undefined_topic_is_refused(tmp_path: Path):
     p = write(tmp_path, GOOD.replace("  - name: t\n", "  - name: blinken\n") + "    topics: [blinkn]\n")
-    proc = run_cli("check-config", str(p))
+    proc = invoke("check-config", str(p))
     assert proc.returncode == 2
     assert proc.stdout.splitlines() == [f"{p}:7: outlets[o].topics[0]: names no defined topic "
                                         "(did you mean 'blinken'? defined: blinken) (got 'blinkn')"]

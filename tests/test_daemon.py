@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from archiver.config import load_config
-from archiver.daemon import next_run_times
+from archiver.schedule import next_run_times
 from archiver.demo.site import ON_TOPIC, Article, SampleSite
 
+from .conftest import invoke
 from .test_recover import all_records_ok, rows_point_at_records
 
 EXE = Path(sys.executable).with_name("archiver")
@@ -87,16 +88,16 @@ def config_text(site: SampleSite, root: Path, port: int, every: str = "2s", extr
                        f"refetch:\n  after: [4s]\n{extra}discover:\n")
 
 
-@pytest.fixture(scope="module")
-def running(tmp_path_factory):
-    root = tmp_path_factory.mktemp("daemon")
+@pytest.fixture
+def running(tmp_path: Path):
+    """A daemon of its own for each test, polling the sample outlet every 2 s."""
     port = free_port()
     with SampleSite(crawl_delay=0.05) as site:
-        cfg = root / "config.yaml"
-        cfg.write_text(config_text(site, root, port))
-        d = Daemon(cfg, root / "daemon.log").start()
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(config_text(site, tmp_path, port))
+        d = Daemon(cfg, tmp_path / "daemon.log").start()
         try:
-            yield site, root, port, d
+            yield site, tmp_path, port, d
         finally:
             if d.proc and d.proc.poll() is None:
                 d.proc.kill()
@@ -105,6 +106,19 @@ def running(tmp_path_factory):
 
 def archived(root: Path) -> Counter:
     return Counter(r[0] for r in query(root, "SELECT final_url FROM captures WHERE kind = 'article' AND state = 'archived'"))
+
+
+def passes_ended(root: Path) -> int:
+    rows = query(root, "SELECT COUNT(*) FROM passes WHERE ended_at IS NOT NULL")
+    return rows[0][0] if rows else 0
+
+
+def first_pass_done(site: SampleSite, root: Path, port: int) -> None:
+    """Wait until the daemon answers and its first pass has archived every on-topic article and
+    ended (the pass ends a little after its last article: its requisites come after it)."""
+    wait_for("healthz 200", lambda: health(port) == 200)
+    wait_for("first pass", lambda: len(archived(root)) == len(ON_TOPIC))
+    wait_for("the first pass's end", lambda: passes_ended(root) >= 1)
 
 
 def test_1_first_poll_archives_the_outlet_and_reports_healthy(running):
@@ -122,9 +136,8 @@ def test_1_first_poll_archives_the_outlet_and_reports_healthy(running):
     metrics = wait_for("the first pass's end in /metrics", pass_ended)
     assert 'archiver_fetches_total{status_class="2xx"}' in metrics
     assert "archiver_last_success_timestamp_seconds{outlet=\"harbor-times\"}" in metrics
-    status = subprocess.run([str(EXE), "status", "--config", str(d.config)], capture_output=True, text=True,
-                            timeout=30)
-    assert status.returncode == 0  # read while the daemon runs
+    status = invoke("status", "--config", str(d.config), timeout=30)
+    assert status.returncode == 0, status.stderr  # read while the daemon runs
     row = next(line for line in status.stdout.splitlines() if "harbor-times" in line)
     assert "never" not in row and "not scheduled" not in row and "T" in row
     assert "totals:" in status.stdout and "archived" in status.stdout
@@ -132,6 +145,7 @@ def test_1_first_poll_archives_the_outlet_and_reports_healthy(running):
 
 def test_2_new_articles_appear_and_changed_ones_become_linked_captures(running):
     site, root, port, d = running
+    first_pass_done(site, root, port)
     site.revise(REVISED, "Correction: an earlier version misstated the date of the talks.")
     site.publish(NEW)
     new_url, revised_url = site.base_url + NEW.path, site.base_url + REVISED
@@ -143,21 +157,32 @@ def test_2_new_articles_appear_and_changed_ones_become_linked_captures(running):
     # unchanged articles were refetched conditionally: 304 answers, revisit rows, no new copy
     wait_for("conditional refetches", lambda: query(root, "SELECT COUNT(*) FROM captures WHERE kind = 'article' "
                                                           "AND state = 'not_modified'")[0][0] >= 3, timeout=40)
+    assert all(n == 1 for url, n in archived(root).items() if url != revised_url)
 
 
 def test_3_unchanged_feeds_are_fetched_conditionally_and_nothing_is_archived_twice(running):
     site, root, port, d = running
-    feed_hits = [h for h in site.hits if h.path == "/rss.xml"]
-    assert any(h.headers.get("if-none-match") and h.status == 304 for h in feed_hits)
-    revisits = query(root, "SELECT COUNT(*) FROM captures WHERE kind = 'feed' AND state = 'not_modified' "
+    first_pass_done(site, root, port)
+
+    def feed_revisits() -> int:
+        rows = query(root, "SELECT COUNT(*) FROM captures WHERE kind = 'feed' AND state = 'not_modified' "
                            "AND warc_record_id IS NOT NULL")
-    assert revisits[0][0] >= 1
+        return rows[0][0] if rows else 0
+
+    wait_for("a conditional feed fetch answered 304", lambda: any(
+        h.path == "/rss.xml" and h.headers.get("if-none-match") and h.status == 304 for h in site.hits))
+    wait_for("its revisit record", feed_revisits)
+    # articles refetched after refetch.after (4 s) are not archived again: nothing changed
+    wait_for("conditional article refetches", lambda: query(
+        root, "SELECT COUNT(*) FROM captures WHERE kind = 'article' AND state = 'not_modified'")[0][0] >= 1,
+        timeout=40)
     counts = archived(root)
-    assert all(n == 1 for url, n in counts.items() if not url.endswith(REVISED))
+    assert len(counts) == len(ON_TOPIC) and all(n == 1 for n in counts.values()), counts
 
 
 def test_4_sighup_with_a_broken_config_keeps_the_old_one(running):
     site, root, port, d = running
+    wait_for("healthz 200", lambda: health(port) == 200)
     cfg = d.config
     good = cfg.read_text()
     cfg.write_text(good + "\nfetch_typo: 1\n")
@@ -167,11 +192,12 @@ def test_4_sighup_with_a_broken_config_keeps_the_old_one(running):
     passes_before = query(root, "SELECT COUNT(*) FROM passes")[0][0]
     wait_for("passes continuing", lambda: query(root, "SELECT COUNT(*) FROM passes")[0][0] > passes_before + 1)
     assert d.proc.poll() is None and health(port) == 200
-    cfg.write_text(good)
 
 
 def test_5_sigterm_exits_0_with_every_warc_closed_and_valid(running):
     site, root, port, d = running
+    first_pass_done(site, root, port)
+    wait_for("a second pass's end", lambda: passes_ended(root) >= 2)
     started = time.monotonic()
     assert d.stop(signal.SIGTERM) == 0
     assert time.monotonic() - started < 10 + 5
@@ -183,6 +209,8 @@ def test_5_sigterm_exits_0_with_every_warc_closed_and_valid(running):
 
 def test_6_restart_keeps_the_schedule_and_archives_nothing_twice(running):
     site, root, port, d = running
+    first_pass_done(site, root, port)
+    assert d.stop() == 0
     cfg = d.config
     cfg.write_text(config_text(site, root, port, every="1h"))
     d2 = Daemon(cfg, d.log).start()  # the interval changed: rescheduled one hour ahead

@@ -6,7 +6,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from archiver.discover import DiscoveryError, listing_links, parse_feed, parse_sitemap
+from archiver.errors import DiscoveryError
+from archiver.feeds import parse_feed
+from archiver.listings import listing_links
+from archiver.sitemaps import parse_sitemap
 
 NEWS = b"""<?xml version="1.0"?>
 <urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"

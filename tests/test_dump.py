@@ -15,7 +15,7 @@ import pytest
 from archiver.demo.site import ON_TOPIC
 from archiver.pagetext import RENDERER_VERSION
 
-from .conftest import Crawled, run_cli
+from .conftest import Crawled, invoke
 
 EXE_ENV = dict(os.environ)
 
@@ -38,7 +38,7 @@ def test_dump_verify_and_every_kind_of_tampering(crawled: Crawled, tmp_path: Pat
     assert {"sha256", "url", "fetched_at", "outlet", "topics", "matched", "warc_file", "warc_offset",
             "warc_record_id", "payload_digest", "producer"} <= set(first)
     assert first["producer"]["name"] == "archiver-pagetext"
-    ok = run_cli("verify", str(out), "--config", str(crawled.config_path))
+    ok = invoke("verify", str(out), "--config", str(crawled.config_path))
     assert ok.returncode == 0 and f"{len(ON_TOPIC)} ok, 0 DIFFERS, 0 MISSING, 0 WARC NOT FOUND" in ok.stdout
 
     again = tmp_path / "d2"  # in this process, not in workers: the same bytes either way
@@ -52,7 +52,7 @@ def test_dump_verify_and_every_kind_of_tampering(crawled: Crawled, tmp_path: Pat
     data[5] ^= 0x20
     victim.write_bytes(bytes(data))
     (out / names[1]).unlink()
-    res = run_cli("verify", str(out), "--config", str(crawled.config_path))
+    res = invoke("verify", str(out), "--config", str(crawled.config_path))
     assert res.returncode == 1
     assert f"DIFFERS        {names[0]}" in res.stdout and f"MISSING        {names[1]}" in res.stdout
 
@@ -60,9 +60,9 @@ def test_dump_verify_and_every_kind_of_tampering(crawled: Crawled, tmp_path: Pat
     moved = tmp_path / "moved"
     shutil.move(str(warcs), str(moved))
     try:
-        res = run_cli("verify", str(again), "--config", str(crawled.config_path))
+        res = invoke("verify", str(again), "--config", str(crawled.config_path))
         assert res.returncode == 1 and sum(l.startswith("WARC NOT FOUND ") for l in res.stdout.splitlines()) == len(ON_TOPIC)
-        res = run_cli("verify", str(again), "--warcs", str(moved))  # told where they went
+        res = invoke("verify", str(again), "--warcs", str(moved))  # told where they went
         assert res.returncode == 0
     finally:
         shutil.move(str(moved), str(warcs))
@@ -102,12 +102,12 @@ def test_extract_command_on_local_files(tmp_path: Path):
                                    f"<div class='gallery'><p class='caption-full'>Delegates shake hands in Hanoi on "
                                    f"Wednesday before the talks begin in the old quarter.</p></div>{body}</article>"
                                    f"</body></html>".encode()))
-    res = run_cli("extract", "--kind", "article", "--out", str(tmp_path / "o"), str(page))
+    res = invoke("extract", "--kind", "article", "--out", str(tmp_path / "o"), str(page))
     assert res.returncode == 0
     text = (tmp_path / "o" / "story.txt").read_text()
     assert text.startswith("Talks\n\nParagraph 0 about the talks") and "Home" not in text
     assert "Paragraph 7" in text and "Reporter" not in text and "shake hands" not in text
-    res = run_cli("extract", "--kind", "page", "--out", str(tmp_path / "p"), str(page))
+    res = invoke("extract", "--kind", "page", "--out", str(tmp_path / "p"), str(page))
     assert res.returncode == 0 and "  • Home" in (tmp_path / "p" / "story.txt").read_text()
 
 
@@ -118,7 +118,7 @@ def test_verify_refuses_paths_outside_the_dump(crawled: Crawled, tmp_path: Path,
     m = json.loads((out / "manifest.json").read_text())
     m["files"][0]["file"] = bad
     (out / "manifest.json").write_text(json.dumps(m))
-    res = run_cli("verify", str(out), "--config", str(crawled.config_path))
+    res = invoke("verify", str(out), "--config", str(crawled.config_path))
     assert res.returncode == 1 and "not a plain name" in res.stdout
 
 
@@ -133,7 +133,7 @@ def test_verify_names_the_version_that_made_a_file(crawled: Crawled, tmp_path: P
     entry["sha256"] = __import__("hashlib").sha256(older).hexdigest()
     entry["producer"]["version"] = "0"
     (out / "manifest.json").write_text(json.dumps(m))
-    res = run_cli("verify", str(out), "--config", str(crawled.config_path))
+    res = invoke("verify", str(out), "--config", str(crawled.config_path))
     assert res.returncode == 1
     assert f"made by archiver-pagetext 0, re-derived with archiver-pagetext {RENDERER_VERSION}" in res.stdout
 

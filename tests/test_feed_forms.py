@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from archiver.discover import JSON_FEED_MAX_BYTES, JSON_FEED_MAX_VALUES, DiscoveryError, parse_feed
+from archiver.errors import DiscoveryError
+from archiver.feeds import JSON_FEED_MAX_BYTES, JSON_FEED_MAX_VALUES, parse_feed
 from archiver.index import Index
 
 from .rawserver import RawServer, raw

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from archiver.config import FetchSettings
+from archiver.settings import FetchSettings
 from archiver.fetch import Fetcher, FetchResult
 from archiver.warc import WarcWriter, sha1_b32
 

@@ -15,7 +15,7 @@ from archiver.config import load_config
 from archiver.crawl import run_pass
 from archiver.demo.site import SampleSite
 
-from .conftest import run_cli, write_config
+from .conftest import invoke, write_config
 
 
 def test_fsck_reports_and_repairs(tmp_path: Path):
@@ -23,7 +23,7 @@ def test_fsck_reports_and_repairs(tmp_path: Path):
         cfg_path = write_config(site, tmp_path / "arch")
         asyncio.run(run_pass(load_config(cfg_path)))
     root = tmp_path / "arch"
-    clean = run_cli("fsck", "--config", str(cfg_path))
+    clean = invoke("fsck", "--config", str(cfg_path))
     assert clean.returncode == 0 and "0 open files, 0 rows without record, 0 records without row" in clean.stdout
 
     conn = sqlite3.connect(root / "index.sqlite3")
@@ -39,20 +39,20 @@ def test_fsck_reports_and_repairs(tmp_path: Path):
     warc = next((root / "warc").glob("*.warc.gz"))
     shutil.copy(warc, warc.with_name("archiver-20000101000000000-00000.warc.gz.open"))
 
-    found = run_cli("fsck", "--config", str(cfg_path))
+    found = invoke("fsck", "--config", str(cfg_path))
     assert found.returncode == 1
     assert "OPEN FILE          warc/archiver-20000101000000000-00000.warc.gz.open" in found.stdout
     assert "ROW WITHOUT RECORD" in found.stdout and "RECORD WITHOUT ROW" in found.stdout
     assert lost_url in found.stdout
 
-    fixed = run_cli("fsck", "--config", str(cfg_path), "--repair")
+    fixed = invoke("fsck", "--config", str(cfg_path), "--repair")
     assert fixed.returncode == 0 and "repaired:" in fixed.stdout
     conn = sqlite3.connect(root / "index.sqlite3")
     row = conn.execute("SELECT kind, state, outlet, topics FROM captures WHERE final_url = ? AND kind = 'article'",
                        (lost_url,)).fetchone()
     conn.close()
     assert row[0] == "article" and row[1] == "archived" and row[2] == "harbor-times" and row[3] != "[]"
-    again = run_cli("fsck", "--config", str(cfg_path))
+    again = invoke("fsck", "--config", str(cfg_path))
     # the copied file's records duplicate the original's, which fsck reports as unindexed copies
     assert "0 open files, 0 rows without record" in again.stdout
 
@@ -74,7 +74,7 @@ def test_rows_in_a_file_a_kill_left_open_are_reported_as_such(tmp_path: Path):
     conn.close()
     assert rows >= 5
 
-    found = run_cli("fsck", "--config", str(cfg_path))
+    found = invoke("fsck", "--config", str(cfg_path))
     assert found.returncode == 1  # something to repair
     assert f"OPEN FILE          warc/{open_file.name}" in found.stdout
     in_open = [line for line in found.stdout.splitlines() if line.startswith("IN OPEN FILE ")]
@@ -82,9 +82,9 @@ def test_rows_in_a_file_a_kill_left_open_are_reported_as_such(tmp_path: Path):
     assert "ROW WITHOUT RECORD" not in found.stdout
     assert f"1 open files ({rows} rows point into them), 0 rows without record" in found.stdout
 
-    fixed = run_cli("fsck", "--config", str(cfg_path), "--repair")
+    fixed = invoke("fsck", "--config", str(cfg_path), "--repair")
     assert fixed.returncode == 0 and f"repaired: repaired {open_file.name}" in fixed.stdout
     assert "ROW WITHOUT RECORD" not in fixed.stdout  # the rows kept their records through the repair
-    clean = run_cli("fsck", "--config", str(cfg_path))
+    clean = invoke("fsck", "--config", str(cfg_path))
     assert clean.returncode == 0, clean.stdout
     assert "0 open files, 0 rows without record, 0 records without row" in clean.stdout

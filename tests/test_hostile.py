@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from archiver import wire
-from archiver.config import FetchSettings, load_config
+from archiver.config import load_config
 from archiver.crawl import run_pass
 from archiver.fetch import Fetcher, FetchResult
 from archiver.index import Index
+from archiver.settings import FetchSettings
 
 from .rawserver import RawServer, raw, silence
 from .test_fetch import fetch as fetch_with

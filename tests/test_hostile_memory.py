@@ -19,9 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from archiver.discover import DiscoveryError, listing_links, parse_feed, parse_sitemap
+from archiver.errors import DiscoveryError
 from archiver.extract import MAX_PAGE_BYTES
+from archiver.feeds import parse_feed
 from archiver.index import Index
+from archiver.listings import listing_links
+from archiver.sitemaps import parse_sitemap
 
 from .rawserver import RawServer
 from .test_hostile_documents import STORY, crawl, ok, write_config

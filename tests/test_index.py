@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from archiver.config import load_config
 from archiver.crawl import run_pass
-from archiver.index import ARCHIVED, CaptureRow, Index, current_revision
+from archiver.index import ARCHIVED, CaptureRow, Index, PassCounts, current_revision
 from archiver.schema import HEAD
 
 from .conftest import write_config
@@ -108,11 +109,11 @@ def test_postgres_and_sqlite_indexes_answer_alike(postgres, tmp_path: Path):
             assert current_revision(idx) == HEAD
             pid = idx.start_pass("o", "2026-01-01T00:00:00Z", "archiver/test", "0" * 64)
             ids = [idx.add(_row(f"http://x/{i}")) for i in range(3)]
-            idx.finish_pass(pid, "2026-01-01T00:01:00Z", {"archived": 3}, None)
+            idx.record_pass(pid, PassCounts(archived=3), None, ended_at="2026-01-01T00:01:00Z")
             idx.delete_captures(ids[:1])
             answers.append((ids[1] - ids[0], idx.known_articles("o"), [(r.url, r.matched) for r in idx.captures()],
                             idx.latest("http://x/2", ("article",)) is None,
-                            idx.rows("SELECT counts FROM passes")[0]["counts"]))
+                            idx.passes()))
     assert answers[0] == answers[1]
     # a second writer on a database already at the newest schema changes nothing
     with Index.open(tmp_path, url=url) as idx:
@@ -133,3 +134,37 @@ def test_a_pass_writes_its_provenance_to_postgres(postgres, site, tmp_path: Path
         kept = [r for r in idx.captures(kind="article", state=ARCHIVED)]
     assert len(kept) == sum(s.archived for s in result.outlets)
     assert all(r.warc_file and (cfg.storage_root / r.warc_file).exists() for r in kept)
+
+
+def test_a_scaled_pass_records_its_discovery_counts_then_its_outcomes_and_nothing_it_did_not_count(tmp_path: Path):
+    with Index.open(tmp_path) as idx:
+        pid = idx.start_pass("o", "2026-01-01T00:00:00Z", "archiver/test", "0" * 64)
+        assert idx.passes(open_only=True)[0].counts is None  # not discovered yet
+        idx.record_pass(pid, PassCounts(discovered=3, skipped_known=1), None)
+        for url, state in (("http://x/1", ARCHIVED), ("http://x/2", "failed"), ("http://x/3", "robots")):
+            row = _row(url, state)
+            row.pass_id = pid
+            idx.add(row)
+        opened = idx.get_pass(pid)
+        assert opened is not None and opened.ended_at is None and opened.counts is not None
+        idx.record_pass(pid, opened.counts.merged(idx.pass_summary(pid)), None, ended_at="2026-01-01T00:05:00Z")
+        assert idx.passes(open_only=True) == []
+    # `archiver status` and older readers see the JSON object they always did: no empty names
+    recorded = sqlite3.connect(tmp_path / "index.sqlite3").execute("SELECT counts FROM passes").fetchone()[0]
+    assert json.loads(recorded) == {"discovered": 3, "skipped_known": 1, "archived": 1, "failed": 1, "robots": 1,
+                                    "blocked": 0, "off_topic": 0, "duplicate": 0, "fetched": 2}
+
+
+def test_a_frontier_read_of_a_broken_database_fails_naming_the_index(tmp_path: Path):
+    from archiver.errors import StorageError
+    from archiver.scale import frontier
+
+    with Index.open(tmp_path) as idx:
+        conn = sqlite3.connect(tmp_path / "index.sqlite3")
+        conn.execute("DROP TABLE frontier")
+        conn.commit()
+        conn.close()
+        for read in (lambda: frontier.unsettled(idx, 1), lambda: frontier.open_counts(idx, [1]),
+                     lambda: frontier.is_settled(idx, 1)):
+            with pytest.raises(StorageError, match=f"cannot read index {tmp_path / 'index.sqlite3'}: no such table"):
+                read()

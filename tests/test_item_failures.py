@@ -78,7 +78,7 @@ outlets:
     root = tmp_path / "root"
     with Index.open(root, readonly=True) as idx:
         rows = {r.url: r for r in idx.captures(kind="article")}
-        passes = [r["error"] for r in idx.rows("SELECT error FROM passes")]
+        passes = [p.error for p in idx.passes()]
     # the pass itself ran to its end: no pass-level exception
     assert not any("Error" in (e or "").split(":")[0] for e in passes), passes
     assert not [e for e in stats.errors if e.startswith(("InvalidURL", "ValueError", "LookupError"))], stats.errors
@@ -127,7 +127,7 @@ def test_a_failure_in_any_stage_costs_only_its_item(site, tmp_path: Path, monkey
     base = site.base_url
     with Index.open(root, readonly=True) as idx:
         rows = list(idx.captures())
-        pass_errors = [r["error"] for r in idx.rows("SELECT error FROM passes")]
+        pass_errors = [p.error for p in idx.passes()]
     archived = {r.final_url for r in rows if r.kind == "article" and r.state == "archived"}
     expected = {base + a.path for a in ON_TOPIC}
     missing = expected - archived

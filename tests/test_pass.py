@@ -14,7 +14,7 @@ from archiver.crawl import run_pass
 from archiver.demo.site import DELETED, DISALLOWED, ON_TOPIC, REDIRECTS
 from archiver.index import Index
 
-from .conftest import Crawled, run_cli
+from .conftest import Crawled, invoke
 
 
 def records(root: Path) -> list[dict]:
@@ -176,7 +176,7 @@ def test_page_text_file_is_whole_page_rendering(crawled: Crawled):
 
 
 def test_captures_jsonl_has_documented_fields(crawled: Crawled):
-    proc = run_cli("captures", "--config", str(crawled.config_path), "--format", "jsonl")
+    proc = invoke("captures", "--config", str(crawled.config_path), "--format", "jsonl")
     assert proc.returncode == 0, proc.stderr
     objs = [json.loads(line) for line in proc.stdout.splitlines()]
     fields = {"url", "final_url", "status", "fetched_at", "outlet", "topics", "matched", "discovered_via",
@@ -186,7 +186,7 @@ def test_captures_jsonl_has_documented_fields(crawled: Crawled):
     art = [o for o in objs if o["kind"] == "article" and o["state"] == "archived"]
     assert len(art) == len(ON_TOPIC)
     assert all(o["warc_file"].startswith("warc/") and o["text_sha256"] for o in art)
-    table = run_cli("captures", "--config", str(crawled.config_path), "--format", "table")
+    table = invoke("captures", "--config", str(crawled.config_path), "--format", "table")
     assert table.returncode == 0 and "harbor-times" in table.stdout
 
 

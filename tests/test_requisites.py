@@ -242,7 +242,7 @@ def test_a_wacz_carries_the_requisites_its_pages_reuse_from_earlier_files(tmp_pa
     import zipfile
     from datetime import datetime, timezone
 
-    from .conftest import run_cli
+    from .conftest import invoke
 
     routes = {"/robots.txt": raw(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
               "/s.css": raw(_ok(b"h1{color:red} p{background:url(/dot.png)}", "text/css")),
@@ -264,10 +264,10 @@ def test_a_wacz_carries_the_requisites_its_pages_reuse_from_earlier_files(tmp_pa
     files = sorted(p.name for p in (root / "warc").glob("*.warc.gz"))
     assert len(files) == 2
     out = tmp_path / "two.wacz"
-    proc = run_cli("export", "wacz", "--config", str(cfg), "--out", str(out), "--since", since)
+    proc = invoke("export", "wacz", "--config", str(cfg), "--out", str(out), "--since", since)
     assert proc.returncode == 0, proc.stderr
     with zipfile.ZipFile(out) as z:
-        inside = sorted(n.split("/", 1)[1] for n in z.namelist() if n.startswith("archive/"))
+        inside = sorted(n.removeprefix("archive/export-") for n in z.namelist() if n.startswith("archive/"))
         pages = [json.loads(line) for line in z.read("pages/pages.jsonl").decode().splitlines()[1:]]
     assert [p["url"] for p in pages] == [srv.url("/two")]
     assert inside == files  # the stylesheet and its image, captured with /one, travel with /two

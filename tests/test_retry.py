@@ -79,7 +79,7 @@ def test_gone_missing_and_broken_pages_are_asked_again_on_their_schedule(tmp_pat
 
 
 def test_summary_names_failed_articles_and_status_counts_urls(tmp_path: Path):
-    from .conftest import run_cli
+    from .conftest import invoke
 
     routes = {"/robots.txt": raw(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
               "/good": raw(_ok(_page("Vietnam talks", "Text."))),
@@ -91,11 +91,11 @@ def test_summary_names_failed_articles_and_status_counts_urls(tmp_path: Path):
         links = [srv.url(p) for p in ("/good", "/short", "/err-0", "/err-1", "/err-2", "/err-3")]
         routes["/feed.xml"] = raw(_ok(_feed(links), "application/rss+xml"))
         cfg_path = outlet_config(tmp_path / "c.yaml", root, [srv.url("/feed.xml")], fetch=", timeout: 2")
-        first = run_cli("crawl", "--config", str(cfg_path), "--no-progress")
+        first = invoke("crawl", "--config", str(cfg_path), "--no-progress")
         for _ in range(3):  # the short body is asked on every pass, the 5xx ones back off
-            again = run_cli("crawl", "--config", str(cfg_path), "--no-progress")
+            again = invoke("crawl", "--config", str(cfg_path), "--no-progress")
             assert again.returncode == 0, again.stderr
-        status = run_cli("status", "--config", str(cfg_path))
+        status = invoke("status", "--config", str(cfg_path))
     assert first.returncode == 0, first.stderr
     lines = [l.strip() for l in first.stdout.splitlines()]
     assert any(l.startswith(f"x: article {srv.url('/err-')}") and "HTTP 500" in l for l in lines), first.stdout

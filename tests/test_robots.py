@@ -12,7 +12,7 @@ import asyncio
 import pytest
 from protego import Protego
 
-from archiver.config import FetchSettings
+from archiver.settings import FetchSettings
 from archiver.fetch import Fetcher
 from archiver.robots import robots_text
 

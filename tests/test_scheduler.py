@@ -13,7 +13,7 @@ import pytest
 
 from archiver.demo.site import SampleSite
 
-from .conftest import run_cli, write_config
+from .conftest import invoke, write_config
 from .services import Redis, free_port, redis_bin
 from .test_daemon import wait_for
 
@@ -24,7 +24,7 @@ def test_scheduler_with_an_unreachable_broker_says_so_in_one_line(tmp_path: Path
     with SampleSite() as site:
         cfg = write_config(site, root)
         cfg.write_text(f"scale:\n  broker: redis://:hunter2-broker-pw@127.0.0.1:{port}/0\n" + cfg.read_text())
-        res = run_cli("scheduler", "--once", "--config", str(cfg), timeout=60)
+        res = invoke("scheduler", "--once", "--config", str(cfg), timeout=60)
     assert res.returncode == 1
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr

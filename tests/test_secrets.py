@@ -15,7 +15,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from archiver.index import Index
 
-from .conftest import run_cli
+from .conftest import invoke
 from .test_blocked import ARTICLE
 
 TOKEN = "tok-7f3a9c1e5b2d4a60"
@@ -100,7 +100,7 @@ outlets:
     feeds: ["http://127.0.0.1:9/rss.xml"]
     headers: {{Host: "{SESSION}"}}
 """)
-    res = run_cli("check-config", str(config))
+    res = invoke("check-config", str(config))
     assert res.returncode == 2
     lines = res.stdout.splitlines()
     assert lines == [

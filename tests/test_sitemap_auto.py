@@ -10,7 +10,7 @@ from archiver.config import load_config
 from archiver.crawl import WELL_KNOWN_SITEMAPS, run_pass
 from archiver.index import Index
 
-from .conftest import run_cli
+from .conftest import invoke
 from .rawserver import RawServer, raw
 from .test_item_failures import _ok, _page
 
@@ -68,10 +68,10 @@ def test_auto_takes_robots_sitemap_lines_and_probes_nothing(tmp_path: Path):
 def test_an_outlet_with_nothing_to_start_from_is_refused(tmp_path: Path):
     p = tmp_path / "c.yaml"
     p.write_text("topics: [{name: t, any: [x]}]\noutlets:\n  - name: o\n    sitemaps: [auto]\n")
-    proc = run_cli("check-config", str(p))
+    proc = invoke("check-config", str(p))
     assert proc.returncode == 2
     assert proc.stdout.strip() == (f"{p}:3: outlets[o]: sitemaps: [auto] needs a host to start from: "
                                    "give the outlet a home: URL")
     p.write_text("topics: [{name: t, any: [x]}]\noutlets:\n  - name: o\n    sitemaps: [auto]\n"
                  "    home: https://example.org/\n")
-    assert run_cli("check-config", str(p)).stdout.strip() == "ok"
+    assert invoke("check-config", str(p)).stdout.strip() == "ok"

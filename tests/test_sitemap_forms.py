@@ -15,8 +15,8 @@ from pathlib import Path
 
 from archiver.config import load_config
 from archiver.crawl import run_pass
-from archiver.discover import parse_sitemap
 from archiver.index import Index
+from archiver.sitemaps import parse_sitemap
 
 from .conftest import run_cli
 from .rawserver import RawServer, raw
@@ -163,10 +163,10 @@ def test_entries_older_than_max_age_are_counted_and_shown(tmp_path: Path):
     assert "x: 4 sitemap entries older than 30 days skipped (discover.max_age_days)" in proc.stdout, proc.stdout
     assert not {"/old/1", "/old/2", "/old/3", "/old/4"} & asked and "/new" in asked
     with Index.open(tmp_path / "root", readonly=True) as idx:
-        counts = json.loads(idx.rows("SELECT counts FROM passes")[0]["counts"])
+        counts = idx.passes()[0].counts
         docs = {r.url: r for r in idx.captures(kind="sitemap")}
         archived = [r.url for r in idx.captures(kind="article", state="archived")]
-    assert counts["sitemap_too_old"] == 4
+    assert counts is not None and counts.sitemap_too_old == 4
     assert archived == [u("/new")]
     assert docs[u("/old.xml")].error == (f"sitemap {u('/old.xml')}: its 3 entries are older than 30 days "
                                          "(discover.max_age_days)")

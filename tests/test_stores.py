@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def _record(index: Index, path: Path, worker: str = "w1", state: str = "closed",
 
 
 def _files(index: Index) -> dict[str, dict]:
-    return {r["name"]: dict(r) for r in index.rows("SELECT * FROM warc_files")}
+    return {f.name: asdict(f) for f in index.warc_files()}
 
 
 def test_a_shipped_file_is_read_from_the_shared_folder_once_the_spool_copy_is_gone(tmp_path: Path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from archiver.config import Topic
+from archiver.settings import Topic
 from archiver.topics import TopicMatcher
 
 

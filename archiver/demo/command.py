@@ -13,7 +13,7 @@ from .site import SampleSite
 
 
 def run_demo(storage: Path | None, serve_seconds: float = 0) -> int:
-    from ..cli import crawl_and_report
+    from ..commands.passes import crawl_and_report
 
     root = (storage or Path(tempfile.mkdtemp(prefix="archiver-demo-"))).resolve()
     root.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,7 @@ def add(index: Index, outlet: str, pass_id: int, candidates: list[Candidate], ba
 
 def unsettled(index: Index, pass_id: int) -> list[int]:
     """Ids of this pass's rows not settled yet, in the order they were added."""
-    with index.engine.connect() as c:
+    with index.reading() as c:
         return list(c.execute(select(frontier.c.id).where(frontier.c.pass_id == pass_id, frontier.c.state != SETTLED)
                               .order_by(frontier.c.id)).scalars())
 
@@ -57,7 +57,7 @@ def open_counts(index: Index, pass_ids: list[int]) -> dict[int, int]:
     """pass id -> rows not settled yet (passes with none are left out)."""
     if not pass_ids:
         return {}
-    with index.engine.connect() as c:
+    with index.reading() as c:
         rows = c.execute(select(frontier.c.pass_id, func.count()).where(
             frontier.c.pass_id.in_(pass_ids), frontier.c.state != SETTLED).group_by(frontier.c.pass_id))
         return {p: n for p, n in rows}
@@ -91,13 +91,13 @@ def settle_without_capture(index: Index, frontier_id: int) -> None:
 
 
 def is_settled(index: Index, frontier_id: int) -> bool:
-    with index.engine.connect() as c:
+    with index.reading() as c:
         return c.execute(select(frontier.c.state).where(frontier.c.id == frontier_id)).scalar() == SETTLED
 
 
 def page_owner(index: Index, final_url: str) -> int | None:
     """The frontier row that claimed this page, if any."""
-    with index.engine.connect() as c:
+    with index.reading() as c:
         return c.execute(select(claims.c.frontier_id).where(claims.c.final_url == final_url)).scalar()
 
 

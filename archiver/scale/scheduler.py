@@ -4,42 +4,30 @@ It starts a pass (a row in `passes`) and sends its discovery message when an out
 schedule fires, skipping outlets whose last pass is still open, and closes a pass once its
 discovery is done and every frontier row it queued is settled: the pass row then gets the
 article counts, as a single-machine pass has them. Its schedule lives in the index's
-database (APScheduler's SQLAlchemy job store; `scheduler.sqlite3` beside a SQLite index), so a
-restarted scheduler keeps it. A job store that fails is logged and a scheduling round it
-breaks is tried again, as in the daemon (schedule_guard.py): scheduling never stops in silence.
+database (`scheduler.sqlite3` beside a SQLite index), so a restarted scheduler keeps it. It is
+the daemon's schedule (schedule.py), run in a thread: a job store that fails is logged, a
+scheduling round it breaks is tried again and a watchdog puts back what went wrong, so
+scheduling never stops in silence.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import signal
 import threading
 import time
-from datetime import datetime, timezone
 from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import SOFTWARE
 from . import frontier
 from ..config import LoadedConfig
-from ..errors import ArchiverError, BrokerError, ConfigError, ConfigProblem
-from ..index import Index
+from ..errors import ArchiverError, BrokerError
+from ..index import Index, PassCounts
 from ..clock import utc_now as _now
-from .worker import pass_summary
+from ..runtime import handle_signals, require_broker
+from ..schedule import Schedule
 
 log = logging.getLogger(__name__)
-
-_CURRENT: "Scheduler | None" = None
-
-
-def scheduled_outlet(outlet_name: str) -> None:
-    """The job each outlet's schedule fires (module level: the job store refers to it by name)."""
-    if _CURRENT is not None:
-        try:
-            _CURRENT.start_pass(outlet_name)
-        except ArchiverError as e:  # one line, not a traceback; an unsent discovery is sent again at start
-            log.error("%s: pass not started: %s", outlet_name, e)
 
 
 def broker_display(url: str) -> str:
@@ -73,14 +61,11 @@ class Scheduler:
     def __init__(self, cfg: LoadedConfig):
         from .tasks import make_broker
 
-        scale = cfg.config.scale
-        if not scale.broker:
-            raise ConfigError([ConfigProblem(str(cfg.path), 0, "scale.broker",
-                                             "a scaled setup needs a broker: set scale.broker or ARCHIVER_BROKER_URL")])
-        check_broker(scale.broker)
+        broker = require_broker(cfg)
+        check_broker(broker)
         self.cfg = cfg
         self.index = Index.open(cfg.storage_root, url=cfg.config.index.url)
-        self.broker = make_broker(scale.broker, scale.requeue_after)
+        self.broker = make_broker(broker, cfg.config.scale.requeue_after)
         self._lock = threading.Lock()
 
     def _send_discover(self, outlet: str, pass_id: int) -> None:
@@ -102,9 +87,9 @@ class Scheduler:
     def start_pass(self, outlet: str) -> int | None:
         """Start a pass of `outlet` unless its last one is still open; returns its id."""
         with self._lock:
-            running = self.index.rows("SELECT id FROM passes WHERE outlet = :o AND ended_at IS NULL", o=outlet)
+            running = self.index.passes(outlet=outlet, open_only=True)
             if running:
-                log.info("%s: pass %d still running; this turn is skipped", outlet, running[0]["id"])
+                log.info("%s: pass %d still running; this turn is skipped", outlet, running[0].id)
                 return None
             pass_id = self.index.start_pass(outlet, _now(), SOFTWARE, self.cfg.sha256)
             self._send_discover(outlet, pass_id)
@@ -114,34 +99,28 @@ class Scheduler:
     def resend_undiscovered(self) -> int:
         """Discovery messages again for open passes not discovered yet: the scheduler may have
         died between starting a pass and sending its message (a second one does no harm)."""
-        rows = self.index.rows("SELECT id, outlet FROM passes WHERE ended_at IS NULL AND counts IS NULL")
-        for r in rows:
-            self._send_discover(r["outlet"], r["id"])
-        return len(rows)
+        undiscovered = [p for p in self.index.passes(open_only=True) if p.counts is None]
+        for p in undiscovered:
+            self._send_discover(p.outlet, p.id)
+        return len(undiscovered)
 
     def finish_ready(self) -> list[int]:
         """Close the passes whose discovery is done and whose frontier rows are all settled."""
         with self._lock:
-            rows = self.index.rows("SELECT id, outlet, counts, error FROM passes "
-                                   "WHERE ended_at IS NULL AND counts IS NOT NULL")
-            busy = frontier.open_counts(self.index, [r["id"] for r in rows])
+            discovered = [p for p in self.index.passes(open_only=True) if p.counts is not None]
+            busy = frontier.open_counts(self.index, [p.id for p in discovered])
             done = []
-            for r in rows:
-                if busy.get(r["id"]):
+            for p in discovered:
+                if busy.get(p.id):
                     continue
-                counts = json.loads(r["counts"])
-                states = pass_summary(self.index, r["id"])
-                counts.update({"archived": states.get("archived", 0), "failed": states.get("failed", 0),
-                               "robots": states.get("robots", 0), "blocked": states.get("blocked", 0),
-                               "off_topic": states.get("off_topic", 0), "duplicate": states.get("duplicate", 0),
-                               "fetched": sum(n for s, n in states.items() if s not in ("robots",))})
-                self.index.finish_pass(r["id"], _now(), counts, r["error"])
-                log.info("%s: pass %d done: %s", r["outlet"], r["id"], counts)
-                done.append(r["id"])
+                counts = (p.counts or PassCounts()).merged(self.index.pass_summary(p.id))
+                self.index.record_pass(p.id, counts, p.error, ended_at=_now())
+                log.info("%s: pass %d done: %s", p.outlet, p.id, counts.as_dict())
+                done.append(p.id)
             return done
 
     def open_passes(self) -> int:
-        return len(self.index.rows("SELECT id FROM passes WHERE ended_at IS NULL"))
+        return len(self.index.passes(open_only=True))
 
     def once(self, outlets: list[str] | None = None, progress: Callable[[int, int], None] | None = None,
              stop: threading.Event | None = None) -> list[int]:
@@ -158,53 +137,35 @@ class Scheduler:
             time.sleep(0.5)
         return started
 
-    def forever(self, stop: threading.Event) -> None:
-        from ..daemon import JOBS_TABLE, _same_trigger, _store_name, make_trigger, scheduler_url
-        from ..schedule_guard import GuardedBackgroundScheduler, JobStoreHealth, WatchedJobStore
+    def _scheduled(self, outlet: str) -> None:
+        """What an outlet's job runs (in the schedule's thread pool)."""
+        try:
+            self.start_pass(outlet)
+        except ArchiverError as e:  # one line, not a traceback; an unsent discovery is sent again at start
+            log.error("%s: pass not started: %s", outlet, e)
 
-        global _CURRENT
-        _CURRENT = self
-        jitter = self.cfg.config.daemon.jitter
-        # the daemon's guards: a failing job store is logged (when it starts failing, once a
-        # minute, when it works again) and a scheduling round it breaks is tried again
-        health = JobStoreHealth(where=_store_name(self.cfg))
-        store = WatchedJobStore(health, url=scheduler_url(self.cfg), tablename=JOBS_TABLE)
-        sched = GuardedBackgroundScheduler(
-            timezone=timezone.utc, jobstores={"default": store},
-            job_defaults={"coalesce": True, "max_instances": 1,
-                          "misfire_grace_time": int(self.cfg.config.daemon.misfire_grace_time)})
-        sched.start(paused=True)
-        names = {o.name for o in self.cfg.config.outlets}
-        for job in sched.get_jobs():
-            if job.id not in names:
-                job.remove()
-        for o in self.cfg.config.outlets:
-            trigger = make_trigger(o, jitter)
-            job = sched.get_job(o.name)
-            if job is None:
-                sched.add_job(scheduled_outlet, trigger, args=[o.name], id=o.name, next_run_time=datetime.now(timezone.utc))
-            elif not _same_trigger(job.trigger, trigger):
-                job.reschedule(trigger)
+    def forever(self, stop: threading.Event) -> None:
+        """Start passes on the outlets' schedules and close those done, until `stop` is set."""
         self.resend_undiscovered()
-        sched.resume()
+        schedule = Schedule(self.cfg, "scheduler", self._scheduled, in_thread=True)
+        schedule.start()  # when the job store fails, the watchdog below tries again
         try:
             while not stop.wait(1.0):
+                schedule.check()
                 self.finish_ready()
         finally:
-            sched.shutdown(wait=False)
-            _CURRENT = None
+            schedule.shutdown()
 
 
 def run_scheduler(cfg: LoadedConfig, once: bool = False, outlets: list[str] | None = None,
                   progress: Callable[[int, int], None] | None = None) -> list[int]:
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    s = Scheduler(cfg)
-    try:
-        if once:
-            return s.once(outlets, progress, stop)
-        s.forever(stop)
-        return []
-    finally:
-        s.close()
+    with handle_signals(stop.set):
+        s = Scheduler(cfg)
+        try:
+            if once:
+                return s.once(outlets, progress, stop)
+            s.forever(stop)
+            return []
+        finally:
+            s.close()

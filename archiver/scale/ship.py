@@ -17,9 +17,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from sqlalchemy import update
-
-from .. import schema
 from ..errors import StorageError
 from ..index import Index
 from ..stores import Store, file_sha256, local_path
@@ -34,9 +31,7 @@ def ship_file(index: Index, store: Store, path: Path) -> str:
     """Copy one closed file to the store, record its new location, remove the spool copy."""
     sha256, size = file_sha256(path)
     location = store.put(path, path.name, sha256)
-    with index.transaction() as c:
-        c.execute(update(schema.warc_files).where(schema.warc_files.c.name == path.name).values(
-            location=location, state="shipped", size=size, sha256=sha256, updated_at=_now()))
+    index.record_warc_shipped(path.name, location, size, sha256, _now())
     if local_path(location) != path.resolve():
         path.unlink()
     return location
@@ -47,8 +42,7 @@ def adopt_spool(index: Index, worker: str, spool_warc: Path, record: Callable[[P
     """At a worker's start: closed files of its spool the index does not know (repaired, or
     closed just before a kill) go to `record`; files recorded and not shipped go to the
     shipper; spool copies of files shipped before the last run stopped are removed."""
-    recorded = {r["name"]: (r["state"], r["location"]) for r in index.rows(
-        "SELECT name, state, location FROM warc_files WHERE worker = :w", w=worker)}
+    recorded = {f.name: (f.state, f.location) for f in index.warc_files(worker=worker)}
     for p in sorted(spool_warc.glob("*.warc.gz")):
         state, location = recorded.get(p.name, (None, ""))
         if state is None:

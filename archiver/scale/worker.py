@@ -16,30 +16,27 @@ capture row is committed.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
-import signal
 import socket
 import threading
 from pathlib import Path
 from typing import Any, Coroutine, TypeVar
 
-from sqlalchemy import func, select, update
-
 from .. import SOFTWARE
 from . import frontier
-from .. import schema
-from ..config import LoadedConfig, Outlet
+from ..config import LoadedConfig
 from ..claims import PassClaims
 from ..crawl import Pass, _now
 from ..discover import Candidate
 from ..outletrun import OutletRun
-from ..errors import ArchiverError, ConfigError, ConfigProblem
+from ..errors import ArchiverError
 from .hostturns import RedisTurns
-from ..index import Index
-from ..recover import repair_storage
+from ..index import Index, PassCounts
+from ..recover import open_archive
+from ..runtime import handle_signals, require_broker
+from ..settings import Outlet
 from .ship import Shipper, adopt_spool
 from ..stores import store_for
 from ..topics import TopicMatcher
@@ -109,14 +106,8 @@ class ClusterPass(Pass):
 
     def _closed(self, path: Path) -> None:
         """Record where a closed file lives, and hand it to the shipper when there is one."""
-        now = _now()
-        values = {"worker": self.worker_name, "location": path.resolve().as_uri(), "state": "closed",
-                  "size": path.stat().st_size, "updated_at": now}
-        with self.index.transaction() as c:
-            done = c.execute(update(schema.warc_files).where(schema.warc_files.c.name == path.name)
-                             .values(**values)).rowcount
-            if not done:
-                c.execute(schema.warc_files.insert().values(name=path.name, **values))
+        self.index.record_warc_closed(path.name, self.worker_name, path.resolve().as_uri(), path.stat().st_size,
+                                      _now())
         if self.shipper is not None:
             self.shipper.submit(path)
 
@@ -140,23 +131,21 @@ class ClusterPass(Pass):
         from .tasks import send_fetches
 
         outlet = self.outlet_named(outlet_name)
-        row = self.index.rows("SELECT started_at, counts FROM passes WHERE id = :i", i=pass_id)
-        if outlet is None or not row:
+        recorded = self.index.get_pass(pass_id)
+        if outlet is None or recorded is None:
             log.warning("pass %s of outlet %s: not in this worker's config or index; skipped", pass_id, outlet_name)
             return
-        if row[0]["counts"] is None:  # not discovered yet (or the worker doing it died)
+        if recorded.counts is None:  # not discovered yet (or the worker doing it died)
             run = self.run_for(outlet, pass_id)
             stats = run.stats
             candidates = await self.discover(run)
             todo = self.todo(run, candidates)
             frontier.add(self.index, outlet.name, pass_id, todo)
-            await self.refetch_due(run, row[0]["started_at"])
-            counts = {"discovered": len(candidates), "skipped_known": stats.skipped_known, "not_due": stats.not_due,
-                      "sitemap_too_old": stats.sitemap_too_old,
-                      "refetched": stats.refetched, "unchanged": stats.unchanged, "updated": stats.updated}
-            with self.index.transaction() as c:
-                c.execute(update(schema.passes).where(schema.passes.c.id == pass_id).values(
-                    counts=json.dumps(counts, sort_keys=True), error="; ".join(stats.errors[:5]) or None))
+            await self.refetch_due(run, recorded.started_at)
+            counts = PassCounts(discovered=len(candidates), skipped_known=stats.skipped_known, not_due=stats.not_due,
+                                sitemap_too_old=stats.sitemap_too_old, refetched=stats.refetched,
+                                unchanged=stats.unchanged, updated=stats.updated)
+            self.index.record_pass(pass_id, counts, "; ".join(stats.errors[:5]) or None)
         # sent again on a redone discovery: a fetch of a settled row does nothing
         ids = frontier.unsettled(self.index, pass_id)
         await asyncio.get_running_loop().run_in_executor(None, send_fetches, self.broker, ids)
@@ -178,25 +167,19 @@ class ClusterPass(Pass):
 class WorkerProcess:
     def __init__(self, cfg: LoadedConfig, name: str, threads: int | None = None):
         scale = cfg.config.scale
-        if not scale.broker:
-            raise ConfigError([ConfigProblem(str(cfg.path), 0, "scale.broker",
-                                             "a scaled setup needs a broker: set scale.broker or ARCHIVER_BROKER_URL")])
+        self.broker_url = require_broker(cfg)
         if not NAME_RE.match(name):
             raise ArchiverError(f"worker name {name!r}: use letters, digits, '.', '_' or '-' (at most 40)")
         self.cfg, self.name = cfg, name
         self.threads = threads or scale.worker_threads or cfg.config.fetch.concurrency
-        self.index = Index.open(cfg.storage_root, url=cfg.config.index.url)
-        prefix = f"{cfg.config.storage.warc.prefix}-{name}-"
         spool = spool_root(cfg, name)
         spool.mkdir(parents=True, exist_ok=True)
-        repaired = repair_storage(spool, self.index, only_prefix=prefix)
-        for r in repaired:
-            log.warning("repaired %s, left open by this worker's last run: %d records kept", r.path.name, r.records)
+        # only this worker's files: the spool is its own, the rows name every worker's files
+        self.index = open_archive(cfg, spool, only_prefix=f"{cfg.config.storage.warc.prefix}-{name}-")
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self.loop.run_forever, name="pass-loop", daemon=True)
         self._loop_thread.start()
-        assert scale.broker is not None
-        self.turns = self.call(self._make_turns(scale.broker))
+        self.turns = self.call(self._make_turns(self.broker_url))
         self.crawler: ClusterPass = self.call(self._make_pass())
         store = store_for(store_settings(cfg.config.storage))
         if store is not None:
@@ -226,35 +209,33 @@ class WorkerProcess:
         from .tasks import Heartbeat, declare, make_broker
 
         scale = self.cfg.config.scale
-        assert scale.broker is not None
-        broker = make_broker(scale.broker, scale.requeue_after)
+        broker = make_broker(self.broker_url, scale.requeue_after)
         self.crawler.broker = broker
         declare(broker, self.discover, self.fetch)
         stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        worker = dramatiq.Worker(broker, worker_threads=self.threads, worker_timeout=1000)
-        beat = Heartbeat(broker, every=max(1.0, scale.requeue_after / 4))
-        worker.start()
-        beat.start()
-        log.warning("worker %s: %d threads, spool %s, %s, index %s", self.name, self.threads, self.crawler.spool,
-                    SOFTWARE, self.index.path)
-        try:
-            stop.wait()
-        finally:
-            log.warning("worker %s: stopping (tasks running are finished first)", self.name)
-            worker.stop(timeout=int(self.cfg.config.fetch.timeout * 3 * 1000))
-            beat.stop()
-            self.call(self.crawler.aclose())  # closes the WARC file, which queues it for shipping
-            if self.crawler.shipper is not None:
-                left = self.crawler.shipper.close()
-                if left:
-                    log.warning("worker %s: %d closed WARC files not shipped yet; the next start ships them",
-                                self.name, left)
-            self.call(self.turns.aclose())
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._loop_thread.join(timeout=10)
-            self.index.close()
+        with handle_signals(stop.set):
+            worker = dramatiq.Worker(broker, worker_threads=self.threads, worker_timeout=1000)
+            beat = Heartbeat(broker, every=max(1.0, scale.requeue_after / 4))
+            worker.start()
+            beat.start()
+            log.warning("worker %s: %d threads, spool %s, %s, index %s", self.name, self.threads,
+                        self.crawler.spool, SOFTWARE, self.index.path)
+            try:
+                stop.wait()
+            finally:
+                log.warning("worker %s: stopping (tasks running are finished first)", self.name)
+                worker.stop(timeout=int(self.cfg.config.fetch.timeout * 3 * 1000))
+                beat.stop()
+                self.call(self.crawler.aclose())  # closes the WARC file, which queues it for shipping
+                if self.crawler.shipper is not None:
+                    left = self.crawler.shipper.close()
+                    if left:
+                        log.warning("worker %s: %d closed WARC files not shipped yet; the next start ships them",
+                                    self.name, left)
+                self.call(self.turns.aclose())
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self._loop_thread.join(timeout=10)
+                self.index.close()
         log.warning("worker %s: stopped cleanly", self.name)
         return 0
 
@@ -262,14 +243,3 @@ class WorkerProcess:
 def run_worker(cfg: LoadedConfig, name: str | None = None, threads: int | None = None) -> int:
     name = name or os.environ.get("ARCHIVER_WORKER_NAME") or default_worker_name()
     return WorkerProcess(cfg, name, threads).run()
-
-
-def pass_summary(index: Index, pass_id: int) -> dict[str, int]:
-    """Article outcomes of a scaled pass, counted from its capture rows."""
-    cap = schema.captures
-    with index.engine.connect() as c:
-        rows = c.execute(select(cap.c.state, func.count()).where(cap.c.pass_id == pass_id, cap.c.kind == "article")
-                         .group_by(cap.c.state)).all()
-    return {state: n for state, n in rows}
-
-
