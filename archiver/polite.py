@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import AsyncIterator, Protocol
 
-from .errors import HostPaused
+from .errors import HostPaused, SharedPause
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -53,14 +53,6 @@ class Ticket:
             self._places.release()
 
 
-class SharedPause(Exception):
-    """The host is paused (a 429/503 seen by some worker) for longer than a request may wait."""
-
-    def __init__(self, seconds: float):
-        super().__init__(seconds)
-        self.seconds = seconds
-
-
 class SharedTurns(Protocol):
     """Request starts to a host across every process of a scaled setup (see scale/hostturns.py)."""
 
@@ -91,8 +83,13 @@ class HostGate:
     The gap is measured between *actual* request starts: a request takes its global slot
     only once its host's turn has come (so a host sitting out a long Crawl-delay holds no
     global slot), its start is recorded after that slot was granted and again when its
-    bytes are written (`mark_sent`), and a waiting request re-checks after every sleep, so
-    neither a wait for a global slot nor a busy event loop squeezes two requests together.
+    bytes are written (`mark_sent`), the next start is decided only once those bytes were
+    written (or the request is over, which then counts as its start), and a waiting request
+    re-checks after every sleep, so neither a wait for a global slot, a slow connect nor a
+    busy event loop squeezes two requests together.
+
+    `concurrency` caps the requests in flight; the gap holds between every two starts
+    whatever the cap, so requests overlap only when an answer takes longer than the gap.
     """
 
     def __init__(self, concurrency: int, delay: float, host: str = "", shared: SharedTurns | None = None):
@@ -100,6 +97,7 @@ class HostGate:
         self.shared = shared
         self.concurrency = concurrency
         self._turn: str | None = None  # the shared turn this process holds for the host, until sent
+        self._unsent: asyncio.Event | None = None  # set once the last request let out wrote its bytes
         self._sem = asyncio.Semaphore(concurrency)
         self._lock = asyncio.Lock()
         self._last_start = float("-inf")
@@ -137,6 +135,9 @@ class HostGate:
         """Called when the request's first bytes are written: the loop may have been busy
         between the slot being granted and the send, and the gap must hold at the server."""
         self._last_start = max(self._last_start, time.monotonic())
+        if self._unsent is not None:
+            self._unsent.set()
+            self._unsent = None
         if self._turn is not None and self.shared is not None:
             token, self._turn = self._turn, None
             self.shared.sent(self.host, token)
@@ -146,6 +147,8 @@ class HostGate:
                    max_wait: float = float("inf"), ticket: Ticket | None = None) -> AsyncIterator[None]:
         async with self._sem:
             async with self._lock:  # one start decision at a time for this host
+                while self._unsent is not None:  # the request let out before ours has not started yet
+                    await self._unsent.wait()
                 while True:
                     now = time.monotonic()
                     if self.paused_until - now > max_wait:
@@ -175,10 +178,17 @@ class HostGate:
                     await self._done(token)
                     raise
                 self._last_start = time.monotonic()
+                unsent = self._unsent = asyncio.Event() if self.delay > 0 else None
             try:
                 yield
             finally:
                 global_slots.release()
+                if unsent is not None and self._unsent is unsent:
+                    # over without its bytes noted (a failed connect, a write that failed
+                    # part-way): the server may have seen it, so it counts as started now
+                    self._last_start = max(self._last_start, time.monotonic())
+                    unsent.set()
+                    self._unsent = None
                 await self._done(token)
 
     async def _done(self, token: str | None) -> None:

@@ -33,6 +33,29 @@ def test_gap_holds_between_actual_starts_under_global_contention():
     assert min(b - a for a, b in zip(slow, slow[1:])) >= 0.2 - 0.005
 
 
+def test_a_start_waits_for_the_bytes_of_the_request_before_not_only_for_its_slot():
+    # per_host_concurrency 2 in one process: the first request's bytes go out 0.3 s after it
+    # got its slot (a slow connect, a busy loop); the second may not go out before them, nor
+    # within the gap after them
+    async def go() -> list[float]:
+        gate = Gates(concurrency=2, delay=0.2).get("h")
+        global_slots = asyncio.Semaphore(8)
+        sends: list[float] = []
+
+        async def request(connect: float) -> None:
+            async with gate.slot(global_slots):
+                await asyncio.sleep(connect)
+                gate.mark_sent()  # what the transport calls as the request's bytes are written
+                sends.append(time.monotonic())
+                await asyncio.sleep(0.5)  # the answer
+
+        await asyncio.gather(request(0.3), request(0.0))
+        return sorted(sends)
+
+    first, second = asyncio.run(go())
+    assert second - first >= 0.2 - 0.001
+
+
 @pytest.mark.parametrize("value, pause", [
     ("2", 2.0),                                 # seconds
     ("Mon, 01 Jan 1990 00:00:00 GMT", 0.0),     # a date in the past: no wait
@@ -47,7 +70,7 @@ def test_retry_after_forms_and_absurd_values_end_in_a_bounded_pause(value: str, 
 
 def test_a_429_one_worker_gets_pauses_the_host_for_every_worker(redis_server):
     # fetchers with the host turns of a scaled setup, as separate workers have them
-    from archiver.config import FetchSettings
+    from archiver.settings import FetchSettings
     from archiver.fetch import Fetcher
     from archiver.scale.hostturns import RedisTurns
 
@@ -100,7 +123,7 @@ def test_a_429_one_worker_gets_pauses_the_host_for_every_worker(redis_server):
 def test_per_host_concurrency_holds_across_workers(redis_server, limit: int):
     # three workers, each allowed `limit` requests to the host, fetch six slow pages at once:
     # the server never has more than `limit` of them in flight
-    from archiver.config import FetchSettings
+    from archiver.settings import FetchSettings
     from archiver.fetch import Fetcher
     from archiver.scale.hostturns import RedisTurns
 
