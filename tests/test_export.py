@@ -14,7 +14,8 @@ import pytest
 
 from archiver.index import Index
 
-from .conftest import Crawled, run_cli
+from .conftest import Crawled, invoke
+from .test_export_exact import records
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = ROOT.parent / "shared" / "checks"
@@ -30,7 +31,7 @@ def cdxj_entries(text: str) -> list[tuple[str, str, dict]]:
 
 def test_wacz_holds_the_selection_with_index_pages_and_digests(crawled: Crawled, tmp_path: Path):
     out = tmp_path / "blinken.wacz"
-    res = run_cli("export", "wacz", "--config", str(crawled.config_path), "--out", str(out), "--topic", "blinken")
+    res = invoke("export", "wacz", "--config", str(crawled.config_path), "--out", str(out), "--topic", "blinken")
     assert res.returncode == 0, res.stderr
     with Index.open(crawled.root, readonly=True) as idx:
         articles = [r for r in idx.captures(kind="article", state="archived") if "blinken" in r.topics]
@@ -48,35 +49,44 @@ def test_wacz_holds_the_selection_with_index_pages_and_digests(crawled: Crawled,
         assert digest["hash"] == "sha256:" + hashlib.sha256(z.read("datapackage.json")).hexdigest()
         warcs = sorted(n for n in names if n.startswith("archive/"))
         assert warcs and all(z.getinfo(n).compress_type == zipfile.ZIP_STORED for n in warcs)
-        # WARCs are copied byte for byte
-        for n in warcs:
-            assert z.read(n) == (crawled.root / "warc" / Path(n).name).read_bytes()
+        z.extractall(tmp_path / "unpacked")
         pages = [json.loads(line) for line in z.read("pages/pages.jsonl").decode().splitlines()]
         assert pages[0]["format"] == "json-pages-1.0" and pages[0]["hasText"] is True
         assert sorted(p["url"] for p in pages[1:]) == sorted(r.final_url for r in articles)
         assert not {p["url"] for p in pages[1:]} & {r.final_url for r in others}
         assert all(p["title"] and "Blinken" in p["text"] for p in pages[1:])
         entries = cdxj_entries(z.read("indexes/index.cdxj").decode())
+    # each WARC inside: a warcinfo record of the export, then records copied byte for byte
+    source = {r.record_id: r for p in sorted((crawled.root / "warc").glob("*.warc.gz")) for r in records(p)}
+    place = {}
+    for n in warcs:
+        recs, at = records(tmp_path / "unpacked" / n), 0
+        assert recs[0].rtype == "warcinfo" and recs[0].record_id not in source
+        for rec in recs:
+            assert rec is recs[0] or rec.raw == source[rec.record_id].raw
+            place[rec.record_id] = (Path(n).name, at)
+            at += len(rec.raw)
+    assert {r.warc_record_id for r in articles} <= set(place)
+    assert not {r.warc_record_id for r in others} & set(place)
     # the CDXJ resolves every capture in the exported WARCs to its record
     by_pos = {(e["filename"], int(e["offset"])): (ts, e) for _, ts, e in entries}
-    exported = {Path(n).name for n in warcs}
     for r in responses:
-        if Path(r.warc_file).name not in exported:
+        if r.warc_record_id not in place:
             continue
-        ts, e = by_pos[(Path(r.warc_file).name, r.warc_offset)]
+        ts, e = by_pos[place[r.warc_record_id]]
         assert e["url"] == (r.final_url or r.url) and int(e["length"]) == r.warc_length
         assert ts == "".join(ch for ch in r.fetched_at if ch.isdigit())[:14]
 
 
 def test_wacz_with_nothing_selected_is_a_clear_error(crawled: Crawled, tmp_path: Path):
     out = tmp_path / "none.wacz"
-    res = run_cli("export", "wacz", "--config", str(crawled.config_path), "--out", str(out), "--topic", "no-such")
+    res = invoke("export", "wacz", "--config", str(crawled.config_path), "--out", str(out), "--topic", "no-such")
     assert res.returncode == 1 and "nothing to export" in res.stderr and not out.exists()
 
 
 def test_cdxj_export_is_sorted_and_covers_every_response(crawled: Crawled, tmp_path: Path):
     out = tmp_path / "index.cdxj"
-    res = run_cli("export", "cdxj", "--config", str(crawled.config_path), "--out", str(out))
+    res = invoke("export", "cdxj", "--config", str(crawled.config_path), "--out", str(out))
     assert res.returncode == 0, res.stderr
     lines = out.read_text().splitlines()
     assert lines == sorted(lines)
@@ -95,7 +105,7 @@ def test_wacz_passes_wacz_validate_and_the_warc_conformance_check(crawled: Crawl
             pytest.fail(f"{check} is missing")
         pytest.skip(f"{check} is missing")
     out = tmp_path / "all.wacz"
-    assert run_cli("export", "wacz", "--config", str(crawled.config_path), "--out", str(out)).returncode == 0
+    assert invoke("export", "wacz", "--config", str(crawled.config_path), "--out", str(out)).returncode == 0
     unpacked = tmp_path / "unpacked"
     with zipfile.ZipFile(out) as z:
         z.extractall(unpacked)
