@@ -97,9 +97,9 @@ def searchable(tmp_path_factory) -> SearchIndex:
         for i in range(1, 201):
             title = f"Article {i} on {rng.choice(vocabulary[12:])}"
             body = " ".join(rng.choice(vocabulary) for _ in range(200))
-            si.conn.execute("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?, ?)",
+            si.conn.execute("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             (i, f"http://127.0.0.1/a/{i}", None, title, "o", json.dumps(["t"]),
-                             f"2026-12-01T10:{i // 60:02d}:{i % 60:02d}Z"))
+                             f"2026-12-01T10:{i // 60:02d}:{i % 60:02d}Z", f"http://127.0.0.1/a/{i}", None))
             si.conn.execute("INSERT INTO fts(rowid, title, body) VALUES (?, ?, ?)", (i, title, body))
             si.conn.execute("INSERT INTO doc_topics VALUES (?, ?)", (i, "t"))
     yield si
@@ -132,7 +132,7 @@ def _statements(monkeypatch: pytest.MonkeyPatch, si: SearchIndex, q: str) -> tup
 def test_a_word_repeated_a_hundred_times_is_searched_once(searchable: SearchIndex, monkeypatch):
     once = _statements(monkeypatch, searchable, "the")
     assert once[1] == 200 and len(once[2]) == 20
-    assert sum('"the"' in sql for sql in once[0]) == 3  # count, ranked ids, snippets
+    assert sum('"the"' in sql for sql in once[0]) == 4  # count, ranked URLs, their versions, snippets
     # the same statements, so the same work, and the same answer
     assert _statements(monkeypatch, searchable, " ".join(["the", "The", "THE"] * 33)) == once
 
@@ -144,9 +144,9 @@ def test_snippets_of_a_pasted_paragraph_are_cut_around_its_longest_words(searcha
     pasted = "the minister said the talks on the port of Manila and Hanoi agreed on a new trade deal after months"
     ran, total, shown = _statements(monkeypatch, searchable, pasted)
     matched = [re.search(r"MATCH '([^']*)'", sql).group(1) for sql in ran]
-    count, ranked, snippets = matched
+    count, ranked, versions, snippets = matched
     # every word still has to occur and still ranks ...
-    assert count == ranked == fts_query(pasted) and count.count(" AND ") == 16
+    assert count == ranked == versions == fts_query(pasted) and count.count(" AND ") == 16
     assert total > 0 and shown
     # ... while snippets are cut around (and highlight) the 8 longest: a snippet's cost is
     # about the square of its terms' occurrences, in a call the time limit cannot stop

@@ -1,9 +1,12 @@
 """`archiver serve`: a read-only web UI over the archive, for offline browsing.
 
-Pages: home (counts, latest captures, captures per day), search (FTS5, filters, paging, and
-the same as JSON at /api/search), capture (headers, texts, provenance, versions and diffs),
-a raw view of each archived body, and replay. Nothing here fetches from the web: the server
-reads the index, the text files and the WARCs.
+Pages: home (counts, latest captures, articles by publication date), a topic's timeline,
+search (FTS5, filters, a URL's versions as one hit, paging, and the same as JSON at
+/api/search), capture (headers, texts, provenance, citation, versions and word diffs),
+a raw view of each archived body, replay, and Atom feeds of the archived articles per topic
+and of all (/feeds/<topic>.atom, /feeds/all.atom; atom.py). Nothing here fetches from the web: the server
+reads the index, the text files and the WARCs. A capture's permalink, `/web/<timestamp>/<url>`,
+is its capture page, with a citation and downloads of its WARC records and texts (citing.py).
 
 Two listeners, two origins: the UI (`--port`) serves the UI's own pages only, under a
 Content-Security-Policy that allows only its own origin (and frames from the replay origin);
@@ -22,24 +25,28 @@ import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
+from urllib.parse import quote
 
 import anyio
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
+from . import citing
 from ..decode import decode_text
+from .atom import ENTRIES, FeedLinks, atom_feed
 from .diffs import diff_texts
 from ..dump import derive
 from ..errors import ArchiverError, StorageError
 from .hostcheck import HostCheck, allowed_names
-from ..index import ARCHIVED, BLOCKED, Index, _row
+from .permalink import resolve
+from ..index import ARCHIVED, BLOCKED, Index
 from .replay import MAX_REPLAY_BYTES, Archived, raw_csp, read_response
-from .replayapp import as_requested, create_replay_app, origin_of, timestamp14, web_url
+from .replayapp import create_replay_app, origin_of, timestamp14, web_url
 from .search import PAGE_SIZE, Query, SearchIndex
 from ..stores import StoreSettings
 from ..warcfiles import WarcFiles
@@ -80,7 +87,7 @@ class Archive:
     def sync(self) -> None:
         """Bring the search cache up to the index (cheap when nothing is new)."""
         with self._lock:
-            top = self.index.scalar("SELECT MAX(id) FROM captures") or 0
+            top = self.index.last_capture_id()
             if top > self.search_index.synced_up_to():
                 n = self.search_index.sync(self.index, text_of=lambda cid: self.text(cid, "article"))
                 if n:
@@ -95,13 +102,10 @@ class Archive:
         return self.index.get(capture_id)
 
     def by_record_id(self, record_id: str):
-        rows = self.index.rows("SELECT * FROM captures WHERE warc_record_id = :r ORDER BY id LIMIT 1", r=record_id)
-        return _row(rows[0]) if rows else None
+        return self.index.by_record_id(record_id)
 
     def versions(self, url: str) -> list:
-        rows = self.index.rows("SELECT * FROM captures WHERE (url = :u OR final_url = :u) AND warc_file IS NOT NULL "
-                               "ORDER BY fetched_at, id", u=url)
-        return [_row(r) for r in rows]
+        return self.index.versions(url)
 
     def replay_row(self, row):
         """The capture whose response record holds this capture's payload (itself, or the
@@ -131,45 +135,13 @@ class Archive:
         return ""
 
     def nearest(self, url: str, ts: str):
-        states = ", ".join(f"'{s}'" for s in _REPLAYABLE)  # constants of ours, not input
-        rows = self.index.rows(f"SELECT * FROM captures WHERE (final_url = :u OR url = :u) AND warc_file IS NOT NULL "
-                               f"AND warc_offset IS NOT NULL AND state IN ({states})", u=url)
-        if not rows:
-            return None
-        want = int((ts + "0" * 14)[:14]) if ts.isdigit() else 0
-        return _row(min(rows, key=lambda r: (abs(int(timestamp14(r["fetched_at"])) - want), -r["id"])))
+        """The capture replay shows for `/web/<ts>/<url>` (see permalink.resolve)."""
+        return resolve(self.index.responses_of(url, _REPLAYABLE), ts, url)
 
     def overview(self) -> dict[str, Any]:
-        ix = self.index
-        art = "kind = 'article' AND state = 'archived'"
-        each = ("jsonb_array_elements_text(captures.topics::jsonb)" if ix.dialect == "postgresql"
-                else "json_each(captures.topics)")
-        topics = [(r["t"], r["n"]) for r in ix.rows(
-            f"SELECT j.value AS t, COUNT(*) AS n FROM captures, {each} j WHERE {art} "
-            f"GROUP BY j.value ORDER BY COUNT(*) DESC, j.value")]
-        outlets = [(r["outlet"], r["n"]) for r in ix.rows(
-            f"SELECT outlet, COUNT(*) AS n FROM captures WHERE {art} GROUP BY outlet ORDER BY COUNT(*) DESC, outlet")]
-        days = [(r["d"], r["n"]) for r in ix.rows(
-            f"SELECT substr(fetched_at, 1, 10) AS d, COUNT(*) AS n FROM captures WHERE {art} GROUP BY 1 ORDER BY 1")]
-        latest = [_row(r) for r in ix.rows(f"SELECT * FROM captures WHERE {art} ORDER BY id DESC LIMIT 15")]
-        total = ix.scalar(f"SELECT COUNT(*) FROM captures WHERE {art}")
-        return {"topics": topics, "outlets": outlets, "days": days[-90:], "latest": latest, "total": total}
-
-
-def chart(days: list[tuple[str, int]]) -> dict[str, Any]:
-    """Bar geometry for the captures-per-day SVG, drawn server-side (no script, no CDN)."""
-    if not days:
-        return {"bars": [], "width": 0, "height": 0, "max": 0}
-    top = max(n for _, n in days)
-    width, height = 720, 120
-    slot = width / len(days)
-    bar = max(2.0, min(40.0, slot * 0.8))
-    bars = []
-    for i, (day, n) in enumerate(days):
-        h = max(1, round(n / top * height))
-        bars.append({"x": round(i * slot + (slot - bar) / 2, 1), "y": height - h + 4, "w": round(bar, 1), "h": h,
-                     "day": day, "n": n})
-    return {"bars": bars, "width": width, "height": height + 24, "max": top}
+        ov = self.index.overview()
+        return {"topics": ov.topics, "outlets": ov.outlets, "days": ov.days, "latest": ov.latest,
+                "total": ov.total}
 
 
 def _query(request: Request) -> Query:
@@ -180,6 +152,8 @@ def _query(request: Request) -> Query:
         page = 1
     return Query(q=(p.get("q") or "").strip(), topic=p.get("topic") or None, outlet=p.get("outlet") or None,
                  since=p.get("since") or None, until=p.get("until") or None,
+                 published_from=(p.get("published_from") or "").strip() or None,
+                 published_to=(p.get("published_to") or "").strip() or None,
                  sort="date" if p.get("sort") == "date" else "relevance", page=page)
 
 
@@ -219,7 +193,8 @@ class Listeners:
 
 def create_app(storage_root: Path, index_url: str | None = None, store: StoreSettings = StoreSettings(), *,
                ui_port: int = 8770, replay_port: int = 8772, host: str = "127.0.0.1",
-               allowed_hosts: tuple[str, ...] = ()) -> Listeners:
+               allowed_hosts: tuple[str, ...] = (), topics: tuple[str, ...] = ()) -> Listeners:
+    """`topics`: the config's topic names, whose feeds exist before anything is archived about them."""
     archive = Archive(storage_root, index_url, store)
     env = Environment(loader=PackageLoader("archiver.web", "templates"), autoescape=select_autoescape(["html"]))
     env.globals.update(version=__version__, ts14=timestamp14)
@@ -241,7 +216,7 @@ def create_app(storage_root: Path, index_url: str | None = None, store: StoreSet
     def home(request: Request) -> Response:
         archive.sync()
         ov = archive.overview()
-        return page(request, "home.html", ov=ov, chart=chart(ov["days"]))
+        return page(request, "home.html", ov=ov, chart=citing.home_timeline(archive, ov["days"]))
 
     def _run_search(request: Request):
         archive.sync()
@@ -268,6 +243,10 @@ def create_app(storage_root: Path, index_url: str | None = None, store: StoreSet
         row = archive.row(cid)
         if row is None:
             return page(request, "error.html", status=404, message=f"no capture {cid} in this archive")
+        return capture_page(request, row)
+
+    def capture_page(request: Request, row: Any) -> Response:
+        cid = row.id
         source = archive.replay_row(row)
         response = None
         if source is not None and source.warc_file and source.warc_offset is not None:
@@ -276,7 +255,8 @@ def create_app(storage_root: Path, index_url: str | None = None, store: StoreSet
             except (OSError, ValueError, StopIteration, StorageError) as e:
                 log.warning("capture %s: cannot read its record: %s", cid, e)
         is_article = row.kind == "article"
-        article = archive.text(cid, "article") if is_article else ""
+        article_bytes, from_file = citing.text_bytes(archive, row, "article") if is_article else (b"", False)
+        article = article_bytes.decode("utf-8", "replace")
         page_text = archive.text(cid, "page") if is_article else ""
         via = archive.by_record_id(row.discovered_via_record_id) if row.discovered_via_record_id else None
         versions = archive.versions(row.url) if row.url else []
@@ -293,8 +273,10 @@ def create_app(storage_root: Path, index_url: str | None = None, store: StoreSet
             texts = {row.id: article, other.id: archive.text(other.id, "article")}
             diff = diff_texts(texts[older.id], texts[newer.id])
         return page(request, "capture.html", row=row, source=source, response=response,
-                    article=_shown(article), page_text=_shown(page_text), via=via, versions=versions, diff=diff,
-                    older=older, newer=newer)
+                    article=citing.marked_article(_shown(article), row), page_text=_shown(page_text), via=via,
+                    versions=versions, diff=diff, older=older, newer=newer,
+                    cite=citing.citation(request, archive, row, source, article_bytes if is_article else None,
+                                         from_file))
 
     def replay_frame(request: Request) -> Response:
         cid = request.path_params["cid"]
@@ -305,14 +287,42 @@ def create_app(storage_root: Path, index_url: str | None = None, store: StoreSet
         return page(request, "replay.html", row=row, source=source, address=row.final_url or row.url,
                     when=(source or row).fetched_at, frame=f"/replay/{row.id}", back=row.id)
 
-    def web_frame(request: Request) -> Response:
+    def web_page(request: Request) -> Response:
+        """A permalink: the page of the capture it names, at the capture's own permalink (any
+        other time, or the URL it was redirected from, is sent there)."""
         ts, url = request.path_params["ts"], web_url(request)
-        row = archive.nearest(url, ts)
+        row, elsewhere = citing.find(archive, ts, url)
         if row is None:
             return page(request, "error.html", status=404,
                         message=f"Not in the archive: {url} (it is never fetched from the live web)")
-        return page(request, "replay.html", row=row, source=row, address=url, when=row.fetched_at,
-                    frame=as_requested(request), back=row.id)
+        if elsewhere is not None:
+            return RedirectResponse(elsewhere, status_code=302, headers={"Cache-Control": "no-store"})
+        return capture_page(request, row)
+
+    def capture_download(request: Request) -> Response:
+        cid, what = request.path_params["cid"], request.path_params["what"]
+        row = archive.row(cid)
+        if row is None:
+            return page(request, "error.html", status=404, message=f"no capture {cid} in this archive")
+        if what in ("article.txt", "page.txt") and row.kind == "article":
+            return citing.text_download(archive, row, what[:-4])
+        if what not in ("records.warc.gz", "capture.wacz"):
+            return page(request, "error.html", status=404, message=f"capture {cid} has no download {what!r}")
+        if not row.warc_file or row.warc_offset is None:
+            return page(request, "error.html", status=404, message=f"capture {cid} has no records in a WARC")
+        try:
+            if what == "capture.wacz":
+                return citing.wacz_download(archive, row)
+            return citing.records_download(archive, row)
+        except (OSError, ValueError, StopIteration, ArchiverError) as e:
+            return page(request, "error.html", status=500, message=f"capture {cid}: cannot make this download ({e})")
+
+    def topic_page(request: Request) -> Response:
+        topic = request.path_params["topic"]
+        if topic not in archive.index.topic_names():
+            return page(request, "error.html", status=404, message=f"no archived article is about topic {topic!r}")
+        return page(request, "topic.html", topic=topic, chart=citing.topic_timeline(archive, topic),
+                    latest=archive.index.topic_articles(topic, 20))
 
     def raw(request: Request) -> Response:
         cid = request.path_params["cid"]
@@ -326,6 +336,26 @@ def create_app(storage_root: Path, index_url: str | None = None, store: StoreSet
             return page(request, "error.html", status=500, message=f"capture {cid}: cannot read its record ({e})")
         return raw_view(archived, source.id)
 
+    def feed(request: Request, topic: str | None) -> Response:
+        if topic is not None and topic not in topics and topic not in archive.index.topic_names():
+            return Response(f"no topic {topic!r} in this archive\n", status_code=404, media_type="text/plain")
+        base = str(request.base_url).rstrip("/")
+        query = f"?topic={quote(topic)}&sort=date" if topic is not None else "?sort=date"
+        links = FeedLinks(feed=str(request.url.replace(query="")), page=f"{base}/search{query}",
+                          capture=lambda cid: f"{base}/capture/{cid}")
+        rows = archive.index.topic_articles(topic, ENTRIES)
+        body = atom_feed(f"archiver: {topic}" if topic is not None else "archiver: every topic", rows, links,
+                         lambda row: archive.text(row.id, "article"))
+        return Response(body, media_type="application/atom+xml; charset=utf-8",
+                        headers={"Content-Security-Policy": "default-src 'none'; sandbox",
+                                 "Referrer-Policy": "no-referrer"})
+
+    def feed_all(request: Request) -> Response:
+        return feed(request, None)
+
+    def feed_topic(request: Request) -> Response:
+        return feed(request, request.path_params["topic"])
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "synced_up_to": archive.search_index.synced_up_to()})
 
@@ -333,7 +363,9 @@ def create_app(storage_root: Path, index_url: str | None = None, store: StoreSet
     ui = Starlette(routes=[
         Route("/", bounded(home)), Route("/search", bounded(search_html)), Route("/api/search", bounded(search_api)),
         Route("/capture/{cid:int}", bounded(capture)), Route("/replay/{cid:int}", bounded(replay_frame)),
-        Route("/raw/{cid:int}", bounded(raw)), Route("/web/{ts}/{url:path}", bounded(web_frame)),
+        Route("/raw/{cid:int}", bounded(raw)), Route("/web/{ts}/{url:path}", bounded(web_page)),
+        Route("/capture/{cid:int}/{what}", bounded(capture_download)), Route("/topics/{topic}", bounded(topic_page)),
+        Route("/feeds/all.atom", bounded(feed_all)), Route("/feeds/{topic}.atom", bounded(feed_topic)),
         Route("/healthz", healthz), Mount("/static", app=StaticFiles(directory=static), name="static"),
     ], lifespan=_closing(archive))
     replay = create_replay_app(archive, env, ui_port, off_loop)
@@ -391,7 +423,7 @@ def _listen(host: str, port: int, what: str) -> socket.socket:
 
 def serve(storage_root: Path, host: str, port: int, index_url: str | None = None,
           log_level: str = "warning", store: StoreSettings = StoreSettings(), replay_port: int | None = None,
-          allowed_hosts: tuple[str, ...] = ()) -> None:
+          allowed_hosts: tuple[str, ...] = (), topics: tuple[str, ...] = ()) -> None:
     import uvicorn
 
     # port + 1 is the daemon's health listener by default (daemon.listen 127.0.0.1:8771)
@@ -402,7 +434,7 @@ def serve(storage_root: Path, host: str, port: int, index_url: str | None = None
     sockets = [_listen(host, port, "the browse UI"), _listen(host, replay_port, "replay (--replay-port)")]
     try:
         app = create_app(storage_root, index_url, store, ui_port=port, replay_port=replay_port, host=host,
-                         allowed_hosts=allowed_hosts)
+                         allowed_hosts=allowed_hosts, topics=topics)
     except sqlite3.Error as e:
         for s in sockets:
             s.close()

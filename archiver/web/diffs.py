@@ -1,4 +1,5 @@
-"""Line diffs of two article texts, at a bounded cost whatever the texts are.
+"""Diffs of two article texts, by line and within changed lines by word, at a bounded cost
+whatever the texts are.
 
 difflib's matcher is quadratic on texts with many repeated lines (every blank line between
 paragraphs is one), so a diff of two large articles could run for hours. Here the lines both
@@ -7,34 +8,49 @@ versions of an article agree); what remains is compared with at most MAX_LINES l
 under a time budget. Past the budget the remaining part is shown as replaced (still a true
 diff, only a coarser one), and long runs of unchanged lines are folded, so the page stays
 small too.
+
+Lines replaced by other lines are then compared word by word, so a changed word is shown
+as that word removed and another added inside its sentence. That has bounds of its own: a
+passage over MAX_WORD_CHARS a side, passages past MAX_WORD_TOTAL characters in all, and
+whatever is left when WORD_SECONDS have passed are shown as whole lines removed and added.
+Words are compared, not the spaces between them: a change of whitespace alone is not
+marked, and the passage is shown with the newer text's spacing.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 import time
 from dataclasses import dataclass, field
+
+from ..errors import DiffOverBudget
 
 MAX_LINES = 3000  # of each text's changed part compared line by line
 MAX_LINE_CHARS = 1000  # a longer line is shown by its start (and compared whole)
 CONTEXT = 3  # unchanged lines kept around each change
 SECONDS = 0.5  # for the matcher; what is not compared by then is shown as replaced
+MAX_WORD_CHARS = 20_000  # of each side of a passage of replaced lines compared word by word
+MAX_WORD_TOTAL = 2_000_000  # characters of all passages compared word by word (the page's size)
+WORD_SECONDS = 0.5  # for the word matcher, over all passages
 
-KEEP, ADDED, REMOVED, FOLDED = " ", "+", "-", "…"
+KEEP, ADDED, REMOVED, FOLDED, CHANGED = " ", "+", "-", "…", "~"
+
+# a word (or one punctuation mark) and the whitespace after it
+_WORD = re.compile(r"(\w+|[^\w\s])(\s*)")
 
 
 @dataclass
 class Diff:
     lines: list[tuple[str, str]] = field(default_factory=list)  # (tag, text); FOLDED text says how many
     notes: list[str] = field(default_factory=list)  # why the diff is coarser or shorter than a full one
+    # what the page shows: (tag, text, runs); a CHANGED row is replaced lines as word runs
+    # (KEEP, ADDED or REMOVED, text), every other row is a line of `lines`
+    rows: list[tuple[str, str, list[tuple[str, str]]]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
         return any(tag in (ADDED, REMOVED) for tag, _ in self.lines)
-
-
-class _OverBudget(Exception):
-    pass
 
 
 class _Matcher(difflib.SequenceMatcher):
@@ -45,7 +61,7 @@ class _Matcher(difflib.SequenceMatcher):
 
     def find_longest_match(self, alo=0, ahi=None, blo=0, bhi=None):  # type: ignore[no-untyped-def]
         if time.monotonic() > self.deadline:
-            raise _OverBudget
+            raise DiffOverBudget
         return super().find_longest_match(alo, ahi, blo, bhi)
 
 
@@ -71,7 +87,9 @@ def diff_texts(a: str, b: str, max_lines: int = MAX_LINES, seconds: float = SECO
     else:
         ops += _compare(mid_a, mid_b, seconds, out)
     ops += [(KEEP, line) for line in al[len(al) - tail:]]
-    out.lines = [(tag, _shown(text)) for tag, text in _fold(ops)]
+    folded = _fold(ops)
+    out.lines = [(tag, _shown(text)) for tag, text in folded]
+    out.rows = _inline(folded, out)
     return out
 
 
@@ -86,7 +104,7 @@ def _compare(a: list[str], b: list[str], seconds: float, out: Diff) -> list[tupl
     m.deadline = time.monotonic() + seconds
     try:
         opcodes = m.get_opcodes()
-    except _OverBudget:
+    except DiffOverBudget:
         out.notes.append(f"these texts take too long to compare line by line (over {seconds} s); "
                          "their changed part is shown as removed and added whole")
         return [(REMOVED, line) for line in a] + [(ADDED, line) for line in b]
@@ -123,3 +141,79 @@ def _fold(ops: list[tuple[str, str]], context: int = CONTEXT) -> list[tuple[str,
             out += run
         i = j
     return out
+
+
+def _inline(ops: list[tuple[str, str]], out: Diff,
+            seconds: float = WORD_SECONDS) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """The rows the page shows: each run of removed lines followed by added ones (what the
+    line matcher found replaced) compared word by word, within the word bounds."""
+    deadline = time.monotonic() + seconds
+    budget = MAX_WORD_TOTAL
+    coarse = False
+    rows: list[tuple[str, str, list[tuple[str, str]]]] = []
+    i = 0
+    while i < len(ops):
+        if ops[i][0] != REMOVED:
+            rows.append((ops[i][0], _shown(ops[i][1]), []))
+            i += 1
+            continue
+        j = i
+        while j < len(ops) and ops[j][0] == REMOVED:
+            j += 1
+        k = j
+        while k < len(ops) and ops[k][0] == ADDED:
+            k += 1
+        if k > j:
+            a, b = "\n".join(t for _, t in ops[i:j]), "\n".join(t for _, t in ops[j:k])
+            runs = None
+            if max(len(a), len(b)) <= MAX_WORD_CHARS and len(a) + len(b) <= budget:
+                runs = _words(a, b, deadline)
+            if runs is not None and any(tag != KEEP for tag, _ in runs):
+                budget -= len(a) + len(b)
+                rows.append((CHANGED, "", runs))
+                i = k
+                continue
+            # past the word bounds; or only whitespace changed, which the lines show
+            coarse = coarse or runs is None
+        rows += [(tag, _shown(text), []) for tag, text in ops[i:k]]
+        i = k
+    if coarse:
+        out.notes.append("some changed passages are too long to compare word by word; they are shown as "
+                         "whole lines removed and added")
+    return rows
+
+
+def _words(a: str, b: str, deadline: float) -> list[tuple[str, str]] | None:
+    """Word runs turning `a` into `b` (None past the deadline). Unchanged words are shown with
+    the spacing `b` has; a run of changes ends before the whitespace after it."""
+    wa, wb = _WORD.findall(a), _WORD.findall(b)
+    m = _Matcher(None, [w for w, _ in wa], [w for w, _ in wb])
+    m.deadline = deadline
+    try:
+        opcodes = m.get_opcodes()
+    except DiffOverBudget:
+        return None
+    runs: list[tuple[str, str]] = []
+
+    def add(tag: str, text: str) -> None:
+        if not text:
+            return
+        if runs and runs[-1][0] == tag:
+            runs[-1] = (tag, runs[-1][1] + text)
+        else:
+            runs.append((tag, text))
+
+    lead = b[: len(b) - len(b.lstrip())]
+    add(KEEP, lead)
+    for op, i1, i2, j1, j2 in opcodes:
+        if op == "equal":
+            add(KEEP, "".join(w + sp for w, sp in wb[j1:j2]))
+            continue
+        old = "".join(w + sp for w, sp in wa[i1:i2])
+        new = "".join(w + sp for w, sp in wb[j1:j2])
+        add(REMOVED, old.rstrip())
+        add(ADDED, new.rstrip())
+        # the whitespace after the change, as the newer text has it (or the older one, when
+        # words were only removed)
+        add(KEEP, new[len(new.rstrip()):] if j2 > j1 else old[len(old.rstrip()):])
+    return runs

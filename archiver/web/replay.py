@@ -34,6 +34,7 @@ from lxml import etree, html
 from warcio.archiveiterator import ArchiveIterator
 
 from ..decode import decode_text
+from ..errors import TooLarge
 
 MAX_REPLAY_BYTES = 50 * 1024 * 1024
 # an HTML or CSS document larger than this is not rewritten (parsing and walking it would
@@ -64,10 +65,6 @@ def _css_safe(url: str) -> str:
     """A URL percent-encoded where it could end a CSS string or a <style> element: the
     rewritten URL comes from the archived page and is written back into its CSS."""
     return _CSS_UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", url)
-
-
-class TooLarge(ValueError):
-    """An archived document over the rewriting limits; it is not replayed."""
 
 
 @dataclass

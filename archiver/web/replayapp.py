@@ -5,8 +5,9 @@ nearest in time), plus `/healthz`. Keeping archived bytes off the browse UI's or
 nothing archived can ever run as, or be loaded as, part of the UI (a robots.txt captured as
 `application/javascript` is a script of the replay origin, not of the UI's). These responses
 are meant to be seen inside the UI's replay frame: a top-level navigation to them (a pasted
-link, a bookmark) is sent to the UI's page for the same address, which frames it, so an
-archived page is never a top-level document where the frame's checks would not apply.
+link, a bookmark) is sent to the UI's page for the same address (for `/replay/ID` the frame
+around it; for `/web/…` the permalink, which is the capture's page and frames it when asked),
+so an archived page is never a top-level document where the frame's checks would not apply.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..errors import StorageError
-from .replay import TooLarge, replay_body, replay_csp
+from ..errors import StorageError, TooLarge
+from .replay import replay_body, replay_csp
 from ..clock import parse_iso
 
 if TYPE_CHECKING:

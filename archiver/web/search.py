@@ -6,6 +6,10 @@ deleted at any time. It lives at `<storage root>/search.sqlite3`; when the stora
 read-only (a copied archive, the browse container's read-only volume) it goes to a cache
 folder instead. `sync()` adds captures archived since the last call, so a browser running
 beside the daemon sees new articles without a restart.
+
+Results are articles, not captures: the versions of one URL that match (its captures, by
+the address each was fetched from) are one hit, shown by its newest matching version, with
+every matching version listed newest first.
 """
 
 from __future__ import annotations
@@ -22,17 +26,21 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import date
+from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import SearchError
 from ..index import ARCHIVED, Index
+from ..pubdate import published_at
+from .permalink import address
 
 log = logging.getLogger(__name__)
 
 SEARCH_FILE = "search.sqlite3"
 # bump when the schema or what goes into it changes: an older cache is then rebuilt
-SEARCH_VERSION = "2"  # 2: article texts indexed up to MAX_INDEXED_CHARS
+SEARCH_VERSION = "3"  # 2: article texts indexed up to MAX_INDEXED_CHARS; 3: page and published
 PAGE_SIZE = 20
 MAX_QUERY_CHARS = 500  # of the search terms; no headline needs more
 MAX_PAGE = 10_000
@@ -54,12 +62,16 @@ CREATE TABLE IF NOT EXISTS docs (
     title TEXT,
     outlet TEXT NOT NULL,
     topics TEXT NOT NULL,
-    fetched_at TEXT NOT NULL
+    fetched_at TEXT NOT NULL,
+    page TEXT NOT NULL,  -- what versions are grouped by: the address fetched (final_url, else url)
+    published TEXT  -- the publication date in ISO 8601 (archiver.pubdate), NULL when none is known
 );
 CREATE TABLE IF NOT EXISTS doc_topics (capture_id INTEGER NOT NULL, topic TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS doc_topics_topic ON doc_topics(topic, capture_id);
 CREATE INDEX IF NOT EXISTS docs_outlet ON docs(outlet, fetched_at);
 CREATE INDEX IF NOT EXISTS docs_fetched ON docs(fetched_at);
+CREATE INDEX IF NOT EXISTS docs_page ON docs(page, fetched_at);
+CREATE INDEX IF NOT EXISTS docs_published ON docs(published);
 CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(title, body, tokenize = 'unicode61 remove_diacritics 2');
 """
 
@@ -75,26 +87,37 @@ class Query:
     outlet: str | None = None
     since: str | None = None
     until: str | None = None
+    published_from: str | None = None  # YYYY-MM-DD, publication dates on or after it
+    published_to: str | None = None  # YYYY-MM-DD, on or before it
     sort: str = "relevance"  # relevance | date
     page: int = 1
 
 
+@dataclass(frozen=True)
+class Version:
+    capture_id: int
+    fetched_at: str
+
+
 @dataclass
 class Hit:
-    capture_id: int
+    capture_id: int  # the newest matching version
     url: str
     final_url: str | None
     title: str
     outlet: str
     topics: list[str]
     fetched_at: str
+    published: str | None
     snippet: str  # plain text
     snippet_html: str  # HTML-escaped, matches in <mark>
+    versions: list[Version] = field(default_factory=list)  # every matching version, newest first
 
     def public(self) -> dict[str, Any]:
         return {"url": self.url, "final_url": self.final_url, "title": self.title, "outlet": self.outlet,
-                "topics": self.topics, "fetched_at": self.fetched_at, "snippet": self.snippet,
-                "capture_id": self.capture_id}
+                "topics": self.topics, "fetched_at": self.fetched_at, "published_at": self.published,
+                "snippet": self.snippet, "capture_id": self.capture_id,
+                "versions": [{"capture_id": v.capture_id, "fetched_at": v.fetched_at} for v in self.versions]}
 
 
 @dataclass
@@ -218,33 +241,31 @@ class SearchIndex:
         `text_of(row)` gives the article text when its text file is missing."""
         last = self.synced_up_to()
         # every capture up to `top` is looked at once, articles or not, so the caller's cheap
-        # "anything new?" check (MAX(id) against synced_up_to) does not repeat work
-        top = index.scalar("SELECT MAX(id) FROM captures") or 0
+        # "anything new?" check (last_capture_id against synced_up_to) does not repeat work
+        top = index.last_capture_id()
         added = 0
-        while True:
-            rows = index.rows(
-                "SELECT id, url, final_url, title, outlet, topics, fetched_at, text_path FROM captures "
-                "WHERE id > :last AND id <= :top AND kind = 'article' AND state = :state AND warc_file IS NOT NULL "
-                "ORDER BY id LIMIT :n", last=last, top=top, state=ARCHIVED, n=batch)
-            if not rows:
-                break
+        found = (r for r in index.captures(kind="article", state=ARCHIVED, after=last, up_to=top, batch=batch)
+                 if r.warc_file is not None)
+        while rows := list(islice(found, batch)):
             docs, fts, topics = [], [], []
             for r in rows:
-                body = self._text(r["text_path"])
+                body = self._text(r.text_path)
                 if body is None and text_of is not None:
                     try:
-                        body = text_of(r["id"])
+                        body = text_of(r.id)
                     except Exception as e:  # a damaged record leaves the capture unsearchable, nothing more
-                        log.warning("capture %s: no text to search: %s", r["id"], e)
-                title = r["title"] or ""
+                        log.warning("capture %s: no text to search: %s", r.id, e)
+                title = r.title or ""
                 if body and title and body.startswith(title + "\n"):
                     body = body[len(title):].lstrip("\n")
-                docs.append((r["id"], r["url"], r["final_url"], title, r["outlet"], r["topics"], r["fetched_at"]))
-                fts.append((r["id"], title, (body or "")[:MAX_INDEXED_CHARS]))
-                topics += [(r["id"], t) for t in json.loads(r["topics"] or "[]")]
-                last = r["id"]
+                docs.append((r.id, r.url, r.final_url, title, r.outlet, json.dumps(r.topics, ensure_ascii=False),
+                             r.fetched_at, address(r), published_at(r.published)))
+                fts.append((r.id, title, (body or "")[:MAX_INDEXED_CHARS]))
+                topics += [(r.id, t) for t in r.topics]
+                last = r.id or last
             with self.conn:
-                self.conn.executemany("INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?, ?, ?)", docs)
+                self.conn.executemany("INSERT OR REPLACE INTO docs (capture_id, url, final_url, title, outlet, "
+                                      "topics, fetched_at, page, published) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", docs)
                 self.conn.executemany("INSERT OR REPLACE INTO fts(rowid, title, body) VALUES (?, ?, ?)", fts)
                 self.conn.executemany("INSERT INTO doc_topics VALUES (?, ?)", topics)
                 self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('synced', ?)", (str(last),))
@@ -291,46 +312,75 @@ class SearchIndex:
         if query.until:
             where.append("d.fetched_at <= ?")
             args.append(query.until + "T23:59:59.999999Z" if len(query.until) == 10 else query.until)
+        # by the day the page states, in its own offset (see archiver.pubdate)
+        if query.published_from:
+            where.append("substr(d.published, 1, 10) >= ?")
+            args.append(_day(query.published_from, "published_from"))
+        if query.published_to:
+            where.append("substr(d.published, 1, 10) <= ?")
+            args.append(_day(query.published_to, "published_to"))
         page = max(1, query.page)
         offset = (page - 1) * PAGE_SIZE
+        cond = "".join(f" AND {w}" for w in where)
         if match:
-            base = "FROM fts JOIN docs d ON d.capture_id = fts.rowid WHERE fts MATCH ?"
+            base = f"FROM fts JOIN docs d ON d.capture_id = fts.rowid WHERE fts MATCH ?{cond}"
             args = [match, *args]
-            cond = "".join(f" AND {w}" for w in where)
-            order = "bm25(fts, 4.0, 1.0)" if query.sort != "date" else "d.fetched_at DESC"
-            # ids first, snippets after: computing snippet() for every match before the sort
-            # is what makes broad queries slow
-            sql_ids = f"SELECT d.capture_id {base}{cond} ORDER BY {order}, d.capture_id DESC LIMIT ? OFFSET ?"
-            sql_count = f"SELECT COUNT(*) {base}{cond}"
+            # LIMIT -1 keeps SQLite from merging the subquery into the GROUP BY, where bm25()
+            # cannot be called
+            scored = f"SELECT d.page AS page, d.fetched_at AS at, bm25(fts, 4.0, 1.0) AS score {base} LIMIT -1"
+            order = "MIN(score)" if query.sort != "date" else "MAX(at) DESC"
+            sql_pages = f"SELECT page FROM ({scored}) GROUP BY page ORDER BY {order}, page LIMIT ? OFFSET ?"
         else:
-            base = "FROM docs d"
-            cond = (" WHERE " + " AND ".join(where)) if where else ""
-            sql_ids = f"SELECT d.capture_id {base}{cond} ORDER BY d.fetched_at DESC, d.capture_id DESC LIMIT ? OFFSET ?"
-            sql_count = f"SELECT COUNT(*) {base}{cond}"
+            base = "FROM docs d" + (" WHERE " + " AND ".join(where) if where else "")
+            sql_pages = f"SELECT d.page {base} GROUP BY d.page ORDER BY MAX(d.fetched_at) DESC, d.page LIMIT ? OFFSET ?"
+        sql_count = f"SELECT COUNT(DISTINCT d.page) {base}"
+        joiner = " AND " if (match or where) else " WHERE "
         try:
             with self._reader() as conn, _deadline(conn, seconds, f"the search for {query.q!r}"):
                 total = conn.execute(sql_count, args).fetchone()[0]
-                ids = [r[0] for r in conn.execute(sql_ids, [*args, PAGE_SIZE, offset])]
+                pages = [r[0] for r in conn.execute(sql_pages, [*args, PAGE_SIZE, offset])]
+                # the matching versions of the URLs shown: looked up by URL (docs_page), then
+                # checked against the terms, so this costs little beside the ranking
+                marks = ", ".join("?" * len(pages))
+                versions: dict[str, list[Version]] = {p: [] for p in pages}
+                for p, cid, at in conn.execute(
+                        f"SELECT d.page, d.capture_id, d.fetched_at {base}{joiner}d.page IN ({marks}) "
+                        f"ORDER BY d.fetched_at DESC, d.capture_id DESC", [*args, *pages]):
+                    versions[p].append(Version(cid, at))
+                ids = [versions[p][0].capture_id for p in pages if versions[p]]
                 marks = ", ".join("?" * len(ids))
+                cols = "d.capture_id, d.url, d.final_url, d.title, d.outlet, d.topics, d.fetched_at, d.published"
                 if match:
                     snip = f"snippet(fts, 1, '{_OPEN}', '{_CLOSE}', '…', 24)"
                     found = conn.execute(
-                        f"SELECT d.*, {snip} FROM fts JOIN docs d ON d.capture_id = fts.rowid "
+                        f"SELECT {cols}, {snip} FROM fts JOIN docs d ON d.capture_id = fts.rowid "
                         f"WHERE fts MATCH ? AND fts.rowid IN ({marks})", [snippet_query(query.q), *ids]).fetchall()
                 else:
                     found = conn.execute(
-                        f"SELECT d.*, substr(fts.body, 1, 200) FROM docs d JOIN fts ON fts.rowid = d.capture_id "
+                        f"SELECT {cols}, substr(fts.body, 1, 200) FROM docs d JOIN fts ON fts.rowid = d.capture_id "
                         f"WHERE d.capture_id IN ({marks})", ids).fetchall()
         except sqlite3.OperationalError as e:
             raise SearchError(f"search for {query.q!r} failed: {e}") from None
         by_id = {r[0]: r for r in found}
-        rows = [by_id[i] for i in ids if i in by_id]
         hits = []
-        for cid, url, final_url, title, outlet, topics, fetched_at, snip in rows:
+        for p in pages:
+            if not versions[p] or versions[p][0].capture_id not in by_id:
+                continue
+            cid, url, final_url, title, outlet, topics, fetched_at, published, snip = by_id[versions[p][0].capture_id]
             snip = " ".join((snip or "").split())
             hits.append(Hit(cid, url, final_url, title or "", outlet, json.loads(topics or "[]"), fetched_at,
-                            snippet=snip.replace(_OPEN, "").replace(_CLOSE, ""), snippet_html=_marked(snip)))
+                            published, snippet=snip.replace(_OPEN, "").replace(_CLOSE, ""),
+                            snippet_html=_marked(snip), versions=versions[p]))
         return Results(hits, total, page, (total + PAGE_SIZE - 1) // PAGE_SIZE)
+
+
+def _day(value: str, name: str) -> str:
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value).isoformat()
+    except ValueError:
+        pass
+    raise SearchError(f"{name} {value!r} is not a date (YYYY-MM-DD)")
 
 
 @contextlib.contextmanager
