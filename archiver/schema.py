@@ -6,11 +6,12 @@ what the code reads and writes through. A change here goes with a new migration.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Table, Text, UniqueConstraint
+from sqlalchemy import (BigInteger, Column, Index, Integer, LargeBinary, MetaData, Table, Text,
+                        UniqueConstraint)
 
 # the newest migration; an index at this revision needs no Alembic run (Alembic is imported
 # only to change a schema, which keeps every process that merely opens the index small)
-HEAD = "0002"
+HEAD = "0004"
 
 # SQLite's rowid alias must be declared INTEGER; PostgreSQL gets 64-bit keys
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -124,4 +125,40 @@ claims = Table(
     "claims", metadata,
     Column("final_url", Text, primary_key=True),
     Column("frontier_id", Id, nullable=False),
+)
+
+# Alerts waiting to go out (alerts.py): one row per event and alert, inserted in the
+# transaction that inserts the capture row causing it, so a capture committed always has its
+# deliveries and a capture lost in a crash has none. A row is claimed (claimed_until) while
+# it is being sent, and delivered_at is set once the receiver accepted it; until then it is
+# tried again after next_attempt_at.
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", Text, nullable=False),  # X-Archiver-Delivery: receivers drop a repeat by it
+    Column("capture_id", Id, nullable=False),
+    Column("event", Text, nullable=False),  # new | updated | removed
+    Column("channel", Text, nullable=False),  # webhook | email
+    Column("address", Text, nullable=False),  # the webhook URL, or the mail recipients
+    Column("body", Text, nullable=False),  # the JSON sent, built once: every attempt sends the same bytes
+    Column("created_at", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Text, nullable=False),
+    Column("claimed_until", Text),
+    Column("delivered_at", Text),
+    Column("last_error", Text),
+    UniqueConstraint("delivery_id", name="outbox_delivery_id"),
+)
+Index("outbox_pending", outbox.c.delivered_at, outbox.c.next_attempt_at)
+
+# What every article page fetched said, kept or not (a row per capture that extracted a page):
+# its headline, its stated publication date and its body text, zlib-compressed UTF-8 (level 6).
+# Off-topic pages leave nothing else, so without this a topic added later could only be
+# tested by fetching every page again (rematch.py reads it).
+page_texts = Table(
+    "page_texts", metadata,
+    Column("capture_id", Id, primary_key=True, autoincrement=False),
+    Column("title", Text),
+    Column("published", Text),
+    Column("text_z", LargeBinary, nullable=False),
 )
