@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import zlib
@@ -21,15 +20,16 @@ from ..clock import parse_iso
 from ..errors import StorageError
 from ..retry import next_try
 from .database import _reason, _sqlite_engine, display_url, index_url, migrate
-from .records import (ARCHIVED, BLOCKED, DUPLICATE, FAILED, NOT_MODIFIED, OFF_TOPIC, ROBOTS, UNCHANGED, CaptureRow,
-                      OutboxRow, Overview, PageText, PassCounts, PassRow, RecordSpan, WarcFileRow, _COLUMNS,
-                      _JSON_FIELDS, _KEPT, _pass, _row)
+from .records import (ARCHIVED, DUPLICATE, FAILED, NOT_MODIFIED, OFF_TOPIC, UNCHANGED, CaptureRow, OutboxRow, PageText,
+                      RecordSpan, _COLUMNS, _JSON_FIELDS, _KEPT, _row)
+
+from .outbox import OutboxQueries, _outbox_values
+from .overview import OverviewQueries
+from .passes import PassQueries
+from .texts import PAGE_TEXT_LEVEL, PageTextQueries
 
 log = logging.getLogger("archiver.index")
 
-# zlib level of page_texts.text_z: on the bench site's 10,016 pages, 5.8 KB of text became
-# 1.7 KB, at ~36 MB/s of one core (0.16 ms a page)
-PAGE_TEXT_LEVEL = 6
 
 
 class CaptureWatcher(Protocol):
@@ -40,7 +40,7 @@ class CaptureWatcher(Protocol):
     def plan(self, row: CaptureRow, index: "Index") -> Callable[[CaptureRow], list[OutboxRow]] | None: ...
 
 
-class Index:
+class Index(PassQueries, OverviewQueries, PageTextQueries, OutboxQueries):
     """Open with `Index.open(storage_root)`; use as a context manager or call close()."""
 
     def __init__(self, engine: Engine, url: str, readonly: bool):
@@ -125,91 +125,6 @@ class Index:
     def _scalar(self, sql: str, **params: Any) -> Any:
         with self.reading() as c:
             return c.execute(text(sql), params).scalar()
-
-    # ------------------------------------------------------------------ passes
-
-    def start_pass(self, outlet: str, started_at: str, software: str, config_sha256: str) -> int:
-        with self.transaction() as c:
-            return c.execute(insert(schema.passes).values(
-                outlet=outlet, started_at=started_at, software=software, config_sha256=config_sha256)
-                .returning(schema.passes.c.id)).scalar_one()
-
-    def record_pass(self, pass_id: int, counts: PassCounts, error: str | None, ended_at: str | None = None) -> None:
-        """A pass's counts and error; with `ended_at` the pass is closed (a scaled pass's
-        discovery records its counts with the pass still open)."""
-        values: dict[str, Any] = {"counts": json.dumps(counts.as_dict(), sort_keys=True), "error": error}
-        if ended_at is not None:
-            values["ended_at"] = ended_at
-        with self.transaction() as c:
-            c.execute(update(schema.passes).where(schema.passes.c.id == pass_id).values(**values))
-
-    def passes(self, outlet: str | None = None, open_only: bool = False) -> list[PassRow]:
-        """Passes in the order they started (of one outlet; only those not ended)."""
-        p = schema.passes
-        q = select(p).order_by(p.c.id)
-        if outlet is not None:
-            q = q.where(p.c.outlet == outlet)
-        if open_only:
-            q = q.where(p.c.ended_at.is_(None))
-        with self.reading() as c:
-            return [_pass(r) for r in c.execute(q).mappings()]
-
-    def get_pass(self, pass_id: int) -> PassRow | None:
-        p = schema.passes
-        with self.reading() as c:
-            r = c.execute(select(p).where(p.c.id == pass_id)).mappings().first()
-        return _pass(r) if r is not None else None
-
-    def last_passes(self) -> dict[str, PassRow]:
-        """outlet -> its newest pass."""
-        p = schema.passes
-        newest = select(func.max(p.c.id)).group_by(p.c.outlet)
-        with self.reading() as c:
-            return {r["outlet"]: _pass(r) for r in c.execute(select(p).where(p.c.id.in_(newest))).mappings()}
-
-    def state_counts(self, kind: str, pass_id: int | None = None) -> dict[str, int]:
-        """state -> captures of this kind (made by one pass, with `pass_id`)."""
-        cap = schema.captures
-        q = select(cap.c.state, func.count()).where(cap.c.kind == kind).group_by(cap.c.state)
-        if pass_id is not None:
-            q = q.where(cap.c.pass_id == pass_id)
-        with self.reading() as c:
-            return {state: n for state, n in c.execute(q).all()}
-
-    def pass_summary(self, pass_id: int) -> PassCounts:
-        """Article outcomes of a pass, counted from its capture rows (a scaled pass's workers
-        each count only their own tasks)."""
-        states = self.state_counts("article", pass_id)
-        return PassCounts(archived=states.get(ARCHIVED, 0), failed=states.get(FAILED, 0),
-                          robots=states.get(ROBOTS, 0), blocked=states.get(BLOCKED, 0),
-                          off_topic=states.get(OFF_TOPIC, 0), duplicate=states.get(DUPLICATE, 0),
-                          fetched=sum(n for s, n in states.items() if s != ROBOTS))
-
-    # ------------------------------------------------------------------ WARC files
-
-    def warc_files(self, worker: str | None = None) -> list[WarcFileRow]:
-        """The WARC files recorded (of one worker), by name."""
-        w = schema.warc_files
-        q = select(w).order_by(w.c.name)
-        if worker is not None:
-            q = q.where(w.c.worker == worker)
-        with self.reading() as c:
-            return [WarcFileRow(**r) for r in c.execute(q).mappings()]
-
-    def record_warc_closed(self, name: str, worker: str, location: str, size: int, at: str) -> None:
-        """A worker closed the WARC file `name` at `location` (its spool)."""
-        w = schema.warc_files
-        values = {"worker": worker, "location": location, "state": "closed", "size": size, "updated_at": at}
-        with self.transaction() as c:
-            if not c.execute(update(w).where(w.c.name == name).values(**values)).rowcount:
-                c.execute(insert(w).values(name=name, **values))
-
-    def record_warc_shipped(self, name: str, location: str, size: int, sha256: str, at: str) -> None:
-        """The WARC file `name` was copied to the shared store at `location`."""
-        w = schema.warc_files
-        with self.transaction() as c:
-            c.execute(update(w).where(w.c.name == name).values(
-                location=location, state="shipped", size=size, sha256=sha256, updated_at=at))
 
     # ------------------------------------------------------------------ captures
 
@@ -383,68 +298,6 @@ class Index:
         with self.reading() as c:
             return [RecordSpan(*r) for r in c.execute(q).all()]
 
-    def overview(self, latest: int = 15) -> Overview:
-        """Archived articles by topic, outlet and day, and the newest `latest` of them."""
-        art = "kind = 'article' AND state = 'archived'"
-        each = ("jsonb_array_elements_text(captures.topics::jsonb)" if self.dialect == "postgresql"
-                else "json_each(captures.topics)")
-        topics = [(r["t"], r["n"]) for r in self._rows(
-            f"SELECT j.value AS t, COUNT(*) AS n FROM captures, {each} j WHERE {art} "
-            f"GROUP BY j.value ORDER BY COUNT(*) DESC, j.value")]
-        outlets = [(r["outlet"], r["n"]) for r in self._rows(
-            f"SELECT outlet, COUNT(*) AS n FROM captures WHERE {art} GROUP BY outlet ORDER BY COUNT(*) DESC, outlet")]
-        days = [(r["d"], r["n"]) for r in self._rows(
-            f"SELECT substr(fetched_at, 1, 10) AS d, COUNT(*) AS n FROM captures WHERE {art} GROUP BY 1 ORDER BY 1")]
-        newest = [_row(r) for r in self._rows(f"SELECT * FROM captures WHERE {art} ORDER BY id DESC LIMIT :n",
-                                              n=latest)]
-        total = self._scalar(f"SELECT COUNT(*) FROM captures WHERE {art}") or 0
-        return Overview(topics, outlets, days, newest, total)
-
-    def _archived_articles(self, topic: str | None) -> tuple[str, dict[str, Any]]:
-        where: str = "kind = 'article' AND state = 'archived'"
-        params: dict[str, Any] = {}
-        if topic is not None:
-            where += f" AND EXISTS (SELECT 1 FROM {self._topics_of_row()} j WHERE j.value = :topic)"
-            params["topic"] = topic
-        return where, params
-
-    def publication_dates(self, topic: str | None = None) -> list[tuple[str, int]]:
-        """(publication date as the pages state it, archived articles) for archived articles
-        (about `topic`), in no particular order. An article is a URL fetched, counted once
-        however many versions of it share the date."""
-        where, params = self._archived_articles(topic)
-        return [(r["p"], r["n"]) for r in self._rows(
-            f"SELECT published AS p, COUNT(DISTINCT COALESCE(final_url, url)) AS n FROM captures "
-            f"WHERE {where} AND published IS NOT NULL GROUP BY published", **params)]
-
-    def capture_days(self, topic: str | None = None) -> list[tuple[str, int]]:
-        """(YYYY-MM-DD, archived article captures made that day, UTC) for articles (about
-        `topic`), in date order."""
-        where, params = self._archived_articles(topic)
-        return [(r["d"], r["n"]) for r in self._rows(
-            f"SELECT substr(fetched_at, 1, 10) AS d, COUNT(*) AS n FROM captures WHERE {where} GROUP BY 1 ORDER BY 1",
-            **params)]
-
-    def _topics_of_row(self) -> str:
-        """A row's topics as a table of one `value` column (JSON in a text column)."""
-        return ("jsonb_array_elements_text(captures.topics::jsonb)" if self.dialect == "postgresql"
-                else "json_each(captures.topics)")
-
-    def topic_articles(self, topic: str | None, limit: int = 50) -> list[CaptureRow]:
-        """The newest archived articles (first captures and new versions) about `topic` (None:
-        about anything), newest first: what a topic's feed lists."""
-        where, params = "kind = 'article' AND state = 'archived' AND topics <> '[]'", {"n": limit}
-        if topic is not None:
-            where += f" AND EXISTS (SELECT 1 FROM {self._topics_of_row()} j WHERE j.value = :topic)"
-            params["topic"] = topic
-        return [_row(r) for r in self._rows(f"SELECT * FROM captures WHERE {where} ORDER BY id DESC LIMIT :n",
-                                            **params)]
-
-    def topic_names(self) -> list[str]:
-        """Every topic some archived article is about, by name."""
-        return [r["t"] for r in self._rows(f"SELECT DISTINCT j.value AS t FROM captures, {self._topics_of_row()} j "
-                                           "WHERE kind = 'article' AND state = 'archived' ORDER BY 1")]
-
     def _one(self, q: Any) -> CaptureRow | None:
         with self.reading() as c:
             r = c.execute(q).mappings().first()
@@ -496,109 +349,3 @@ class Index:
             if len(got) < batch:
                 return
             last = got[-1]["id"]
-
-    # ------------------------------------------------------------------ page texts (rematch.py)
-
-    def page_text_ids(self, outlets: Sequence[str], since: str | None = None) -> list[int]:
-        """Capture ids, in order, of the newest stored text of each page (final URL) of these
-        outlets among its captures archived or off topic (block pages left out) and fetched at
-        or after `since`."""
-        if not outlets:
-            return []
-        cap, pt = schema.captures, schema.page_texts
-        q = (select(func.max(cap.c.id)).select_from(cap.join(pt, pt.c.capture_id == cap.c.id))
-             .where(cap.c.kind == "article", cap.c.state.in_((ARCHIVED, OFF_TOPIC)), cap.c.outlet.in_(list(outlets)))
-             .group_by(cap.c.outlet, func.coalesce(cap.c.final_url, cap.c.url)))
-        if since is not None:
-            q = q.where(cap.c.fetched_at >= since)
-        with self.reading() as c:
-            return sorted(c.execute(q).scalars())
-
-    def page_texts(self, ids: Sequence[int], batch: int = 200) -> Iterator[tuple[CaptureRow, PageText]]:
-        """The captures `ids` with what their pages said, in id order, read `batch` at a time
-        (a long walk holds no transaction open, nor more than a batch of texts)."""
-        cap, pt = schema.captures, schema.page_texts
-        wanted = sorted(ids)
-        for i in range(0, len(wanted), batch):
-            q = (select(cap, pt.c.title.label("page_title_"), pt.c.published.label("page_published_"), pt.c.text_z)
-                 .join(pt, pt.c.capture_id == cap.c.id).where(cap.c.id.in_(wanted[i:i + batch])).order_by(cap.c.id))
-            with self.reading() as c:
-                got = [dict(r) for r in c.execute(q).mappings()]
-            for d in got:
-                page = PageText(d.pop("page_title_") or "", d.pop("page_published_"),
-                                zlib.decompress(d.pop("text_z")).decode("utf-8"))
-                yield _row(d), page
-
-    def kept_topics(self, outlet: str) -> dict[str, set[str]]:
-        """Page URL (as asked for, and as redirected to) -> the topics its kept captures of
-        this outlet are archived under (block pages left out)."""
-        out: dict[str, set[str]] = {}
-        for r in self._rows("SELECT url, final_url, topics FROM captures WHERE outlet = :o AND kind = 'article' "
-                            "AND state IN (:a, :b, :c)", o=outlet, a=ARCHIVED, b=UNCHANGED, c=NOT_MODIFIED):
-            topics = json.loads(r["topics"]) if r["topics"] else []
-            for u in {r["url"], r["final_url"]} - {None}:
-                out.setdefault(u, set()).update(topics)
-        return out
-
-    def promote(self, capture_id: int, topics: list[str], matched: dict[str, list[str]]) -> None:
-        """A kept capture is about more topics than it was archived under (found by a
-        rematch): its topics and matched terms become these."""
-        cap = schema.captures
-        with self.transaction() as c:
-            c.execute(update(cap).where(cap.c.id == capture_id).values(
-                topics=json.dumps(topics, sort_keys=True, ensure_ascii=False),
-                matched=json.dumps(matched, sort_keys=True, ensure_ascii=False)))
-
-    # ------------------------------------------------------------------ the alerts' outbox
-    # (rows are queued by add(), in the capture's transaction; alerts.py sends them)
-
-    def outbox_due(self, now: str, limit: int = 100, backoff: bool = True,
-                   skip: Sequence[tuple[str, str]] = ()) -> list[OutboxRow]:
-        """Deliveries not made yet and not being sent (their claim, if any, ran out by `now`),
-        oldest first; with `backoff`, only those whose next attempt time has come; none to the
-        (channel, address) receivers in `skip`."""
-        o = schema.outbox
-        q = (select(o).where(o.c.delivered_at.is_(None), or_(o.c.claimed_until.is_(None), o.c.claimed_until <= now))
-             .order_by(o.c.id).limit(limit))
-        if backoff:
-            q = q.where(o.c.next_attempt_at <= now)
-        for channel, address in skip:
-            q = q.where(~and_(o.c.channel == channel, o.c.address == address))
-        with self.reading() as c:
-            return [OutboxRow(**r) for r in c.execute(q).mappings()]
-
-    def claim_delivery(self, outbox_id: int, now: str, until: str) -> bool:
-        """Take a delivery for sending until `until` (counting the attempt); False when it was
-        made already or another sender holds it."""
-        o = schema.outbox
-        with self.transaction() as c:
-            return c.execute(update(o).where(
-                o.c.id == outbox_id, o.c.delivered_at.is_(None),
-                or_(o.c.claimed_until.is_(None), o.c.claimed_until <= now))
-                .values(claimed_until=until, attempts=o.c.attempts + 1)).rowcount == 1
-
-    def delivery_made(self, outbox_id: int, at: str, note: str | None = None) -> None:
-        """The receiver accepted the delivery; `note` says what it did not take (refused recipients)."""
-        o = schema.outbox
-        with self.transaction() as c:
-            c.execute(update(o).where(o.c.id == outbox_id).values(delivered_at=at, claimed_until=None, last_error=note))
-
-    def delivery_failed(self, outbox_id: int, error: str, retry_at: str) -> None:
-        """The attempt failed (`error` says why); the delivery is tried again from `retry_at`."""
-        o = schema.outbox
-        with self.transaction() as c:
-            c.execute(update(o).where(o.c.id == outbox_id).values(
-                claimed_until=None, next_attempt_at=retry_at, last_error=error))
-
-    def outbox(self, pending_only: bool = False) -> list[OutboxRow]:
-        """Every delivery queued (not made yet, with `pending_only`), in the order queued."""
-        o = schema.outbox
-        q = select(o).order_by(o.c.id)
-        if pending_only:
-            q = q.where(o.c.delivered_at.is_(None))
-        with self.reading() as c:
-            return [OutboxRow(**r) for r in c.execute(q).mappings()]
-
-
-def _outbox_values(e: OutboxRow) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(e).items() if k != "id"}
