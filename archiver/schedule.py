@@ -476,3 +476,22 @@ class Schedule:
             self._rate.log(logging.ERROR, "overdue", "%s; waking the scheduler and checking its jobs", overdue)
             self.start()  # puts back a job the store lost
             sched.wakeup()  # arms its timer again if a round died without one
+
+
+class _SkippedRunFilter(logging.Filter):
+    """APScheduler warns every time a run is skipped because the outlet's previous pass is
+    still going; with short intervals that is routine, so it is logged at INFO instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "maximum number of running instances reached" in record.getMessage():
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def quiet_scheduler_logs() -> None:
+    """APScheduler's executor logs every job run at INFO, noise for an archiving daemon: only
+    its warnings and errors; and routine skipped runs at INFO."""
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
+    scheduler_log = logging.getLogger("apscheduler.scheduler")
+    if not any(isinstance(f, _SkippedRunFilter) for f in scheduler_log.filters):
+        scheduler_log.addFilter(_SkippedRunFilter())

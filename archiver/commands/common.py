@@ -63,26 +63,6 @@ def setup_logging(verbose: int, fmt: str = "rich", base: int = logging.WARNING) 
     # readability logs every candidate at INFO: noise for an archiving daemon
     for noisy in ("httpx", "httpcore", "readability", "readability.readability"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-    quiet_scheduler_logs()
-
-
-class _SkippedRunFilter(logging.Filter):
-    """APScheduler warns every time a run is skipped because the outlet's previous pass is
-    still going; with short intervals that is routine, so it is logged at INFO instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if "maximum number of running instances reached" in record.getMessage():
-            record.levelno, record.levelname = logging.INFO, "INFO"
-        return True
-
-
-def quiet_scheduler_logs() -> None:
-    """APScheduler's executor logs every job run at INFO, noise for an archiving daemon: only
-    its warnings and errors; and routine skipped runs at INFO."""
-    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
-    scheduler_log = logging.getLogger("apscheduler.scheduler")
-    if not any(isinstance(f, _SkippedRunFilter) for f in scheduler_log.filters):
-        scheduler_log.addFilter(_SkippedRunFilter())
 
 
 def open_index(cfg: LoadedConfig) -> Index:

@@ -157,9 +157,11 @@ def crawl(config: str, outlets: tuple[str, ...], verbose: int, no_progress: bool
 def run(config: str, log_format: str | None, verbose: int) -> int:
     """Run the daemon: poll every outlet on its schedule until SIGTERM/SIGINT (SIGHUP reloads the config)."""
     from ..daemon import run_daemon
+    from ..schedule import quiet_scheduler_logs
 
     cfg = load_config(config)
     setup_logging(2 if verbose else 0, log_format or cfg.config.daemon.log_format, base=logging.INFO)
+    quiet_scheduler_logs()
     try:
         code = run_daemon(Path(config))
     except (ArchiverError, OSError) as e:  # said in the daemon's log format, not as a CLI line

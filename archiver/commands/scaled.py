@@ -22,9 +22,11 @@ from .common import open_index, out_console, setup_logging
 def scheduler_cmd(config: str, once: bool, outlets: tuple[str, ...], log_format: str | None, verbose: int) -> int:
     """Scaled setup: start outlet passes on their schedules for `archiver worker`s to do (needs scale.broker)."""
     from ..scale.scheduler import run_scheduler
+    from ..schedule import quiet_scheduler_logs
 
     cfg = load_config(config)
     setup_logging(2 if verbose else 0, log_format or cfg.config.daemon.log_format, base=logging.INFO)
+    quiet_scheduler_logs()
     last = [0.0]
 
     def progress(passes: int, rows: int) -> None:
