@@ -105,8 +105,15 @@ class Index(PassQueries, OverviewQueries, PageTextQueries, OutboxQueries):
                     faults.reached("index-commit")
         except SQLAlchemyError as e:
             reason = _reason(e)
-            full = " (the disk is full or a file size limit was reached)" if "full" in reason else ""
-            raise StorageError(f"cannot write index {self.path}: {reason}{full}") from None
+            # SQLite names a full disk SQLITE_FULL on some paths and a failed write
+            # (SQLITE_IOERR_*, "disk I/O error") on others, WAL writes past a file size limit
+            # among them; errno does not reach us, so both are said to be what they most often are
+            code = getattr(getattr(e, "orig", None), "sqlite_errorname", "") or ""
+            if "full" in reason or code == "SQLITE_FULL":
+                reason += " (the disk is full or a file size limit was reached)"
+            elif code.startswith("SQLITE_IOERR"):
+                reason += f" ({code}: a write failed: the disk is full, a file size limit was reached or the device failed)"
+            raise StorageError(f"cannot write index {self.path}: {reason}") from None
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
