@@ -17,7 +17,7 @@ import hashlib
 import logging
 import ssl
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO
@@ -30,7 +30,7 @@ from .decode import ContentDecoder, brotli
 from .errors import FetchError, StaleConnection
 from .polite import Gates, Ticket, retry_after_seconds
 from .robots import RobotsCache
-from .settings import FetchSettings
+from .settings import FetchSettings, Outlet
 from .urls import canonicalize, host_key
 from .wire import RecordingBackend, RecordingStream
 
@@ -158,9 +158,13 @@ class _Client(httpx.AsyncClient):
 class Fetcher:
     """Fetches URLs politely; call `aclose()` when done."""
 
-    def __init__(self, settings: FetchSettings, gates: Gates | None = None):
+    def __init__(self, settings: FetchSettings, gates: Gates | None = None, *,
+                 credentials: dict[str, dict[str, str]] | None = None,
+                 observer: Callable[[int | None, str | None], None] | None = None):
         """`gates` carries every host's politeness state over from an earlier Fetcher (a
-        reload), updated to these settings."""
+        reload), updated to these settings; `credentials` are the headers sent only to their
+        host (outlet credentials; see config.Outlet); `observer` is called after every exchange
+        with (HTTP status, None) or (None, failure reason)."""
         self.settings = settings
         if gates is None:
             gates = Gates(settings.per_host_concurrency, settings.per_host_delay)
@@ -169,12 +173,10 @@ class Fetcher:
         self.gates = gates
         self.robots = RobotsCache(self, settings.user_agent)
         self._global = asyncio.Semaphore(settings.concurrency)
-        # called after every exchange with (HTTP status, None) or (None, failure reason)
-        self.observer: Callable[[int | None, str | None], None] | None = None
+        self.observer = observer
         self._ssl = ssl.create_default_context()
         self._clients: dict[str, httpx.AsyncClient] = {}
-        # host key -> headers sent only to that host (outlet credentials; see config.Outlet)
-        self.credentials: dict[str, dict[str, str]] = {}
+        self.credentials = dict(credentials or {})  # host key -> headers
         encodings = settings.accept_encoding
         if brotli is None:
             encodings = ", ".join(e for e in (x.strip() for x in encodings.split(",")) if e != "br")
@@ -194,6 +196,10 @@ class Fetcher:
                              timeout=httpx.Timeout(self.settings.timeout), headers=self._headers)
             self._clients[host] = client
         return client
+
+    def use_credentials(self, credentials: dict[str, dict[str, str]]) -> None:
+        """A reloaded config's credentials, from the next request on."""
+        self.credentials = dict(credentials)
 
     async def aclose(self) -> None:
         for client in self._clients.values():
@@ -373,3 +379,14 @@ def _reason(e: httpx.HTTPError) -> str:
 
 
 __all__ = ["Fetcher", "FetchResult", "Response"]
+
+
+def host_credentials(outlets: Iterable[Outlet]) -> dict[str, dict[str, str]]:
+    """Per host, the credential headers of the outlet(s) naming that host."""
+    out: dict[str, dict[str, str]] = {}
+    for outlet in outlets:
+        headers = outlet.credential_headers()
+        if headers:
+            for host in outlet.hosts():
+                out.setdefault(host, {}).update(headers)
+    return out

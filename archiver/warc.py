@@ -57,7 +57,7 @@ class WarcWriter:
     """Appends records to rotating WARC files under `storage_root/subdir`."""
 
     def __init__(self, storage_root: Path, prefix: str, rotate_size: int, warcinfo: dict[str, str],
-                 compress_level: int = 6, subdir: str = "warc"):
+                 compress_level: int = 6, subdir: str = "warc", on_close: Callable[[Path], None] | None = None):
         self.storage_root = storage_root
         self.directory = storage_root / subdir
         self.subdir = subdir
@@ -70,7 +70,7 @@ class WarcWriter:
         self._name: str | None = None
         self._warcinfo_id: str | None = None
         self.closed_files: list[str] = []
-        self.on_close: Callable[[Path], None] | None = None  # told of every file closed (scaled setups)
+        self.on_close = on_close  # told of every file closed (scaled setups)
         self.bytes_written = 0
         self.last_write = 0.0  # time.monotonic() of the last record
 
@@ -263,6 +263,21 @@ class WarcWriter:
         h.append(("WARC-Block-Digest", digest))
         h.append(("WARC-Payload-Digest", digest))
         return self._write(h, [text], len(text))
+
+    def write_resource(self, uri: str, date: datetime, content_type: str, data: bytes,
+                       concurrent_to: str | None = None) -> RecordRef:
+        """A resource record: something archiver made of a capture rather than an exchange
+        (a rendered DOM as `urn:dom:<url>`, a screenshot as `urn:screenshot:<url>`), linked to
+        the response it was made from. Never rotates: it stays in the file of that response."""
+        self._ensure_open()
+        h = self._common("resource", uri, date, new_record_id())
+        if concurrent_to:
+            h.append(("WARC-Concurrent-To", concurrent_to))
+        h.append(("Content-Type", content_type))
+        digest = sha1_b32(hashlib.sha1(data).digest())
+        h.append(("WARC-Block-Digest", digest))
+        h.append(("WARC-Payload-Digest", digest))
+        return self._write(h, [data], len(data))
 
     def write_metadata(self, url: str, date: datetime, refers_to: str,
                        fields: list[tuple[str, str]]) -> RecordRef:

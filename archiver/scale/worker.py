@@ -95,12 +95,11 @@ class ClusterPass(Pass):
     def _new_writer(self, cfg: LoadedConfig) -> WarcWriter:
         w = cfg.config.storage.warc
         writer = WarcWriter(spool_root(cfg, self.worker_name), f"{w.prefix}-{self.worker_name}", w.rotate_size,
-                            self._warcinfo(cfg), w.compress_level)
-        writer.on_close = self._closed
+                            self._warcinfo(cfg), w.compress_level, on_close=self._closed)
         return writer
 
     def _warcinfo(self, cfg: LoadedConfig) -> dict[str, str]:
-        from ..crawl import warcinfo_fields
+        from ..capture import warcinfo_fields
 
         return {**warcinfo_fields(cfg), "archiver-worker": self.worker_name}
 
