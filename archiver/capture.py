@@ -15,12 +15,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import SOFTWARE, faults
+from .archived_requisites import Reused
 from .config import LoadedConfig
 from .discover import Candidate
 from .errors import StorageError, os_reason
 from .extract import Extraction
 from .fetch import FetchResult, Response
-from .index import ARCHIVED, BLOCKED, NOT_MODIFIED, UNCHANGED, CaptureRow, Index
+from .index import ARCHIVED, BLOCKED, NOT_MODIFIED, UNCHANGED, CaptureRow, Index, PageText
 from .outletrun import OutletRun
 from .urls import slug
 from .clock import utc_now, warc_date
@@ -33,6 +34,11 @@ def text_key(record_id: str) -> str:
     """The name a capture's text files (and dump files) get: from its record id, never from
     its URL or title, so nothing the web sends can name a file."""
     return hashlib.sha256(record_id.encode("ascii")).hexdigest()[:16]
+
+
+def page_text(ex: Extraction) -> PageText:
+    """What the index keeps of every article page fetched: what its topics are decided on."""
+    return PageText(ex.title, ex.published or None, ex.body_text)
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,22 @@ class Decision:
     topics: list[str]
     matched: dict[str, list[str]]
     blocked: str | None = None
+
+
+DOM_URN, SCREENSHOT_URN = "urn:dom:", "urn:screenshot:"
+DOM_TYPE = "text/html; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class HowCaptured:
+    """Which capture mode kept a page and why; for a page rendered in the browser, its DOM
+    (what its texts were extracted from) and screenshot."""
+
+    mode: str  # html | requisites | browser
+    reason: str
+    dom: bytes | None = None
+    screenshot: bytes | None = None
+    rendered_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -119,8 +141,9 @@ class Recorder:
             self.document(r, run, "robots")
 
     def nothing(self, url: str, run: OutletRun, kind: str, state: str, error: str | None,
-                via: Candidate | None = None, final: Response | None = None) -> None:
-        """Index a capture attempt that left nothing in the WARC (failed, off topic, robots, ...)."""
+                via: Candidate | None = None, final: Response | None = None, page: Extraction | None = None) -> None:
+        """Index a capture attempt that left nothing in the WARC (failed, off topic, robots, ...);
+        `page`, what a page fetched and not kept said, stays in the index (page_texts)."""
         row = CaptureRow(outlet=run.name, kind=kind, state=state, url=url, fetched_at=utc_now(),
                          pass_id=run.pass_id, error=error)
         if final is not None:
@@ -128,7 +151,8 @@ class Recorder:
             row.content_type = final.content_type or None
         if via is not None:
             row.discovered_via_url, row.discovered_via_record_id = via.via_url, via.via_record_id
-        self.index.add(row, frontier_id=via.frontier_id if via is not None and kind == "article" else None)
+        self.index.add(row, frontier_id=via.frontier_id if via is not None and kind == "article" else None,
+                       page=page_text(page) if page is not None else None)
 
     def not_modified(self, resp: Response, prev: CaptureRow, run: OutletRun, kind: str,
                      url: str | None = None, previous_id: int | None = None) -> CaptureRow:
@@ -191,6 +215,25 @@ class Recorder:
         self.index.add(row)
         return row
 
+    def browser_requisites(self, results: list[FetchResult], refused: list[str], run: OutletRun, page_url: str,
+                           page_record_id: str, reused: list[Reused] | None = None) -> int:
+        """What the browser fetched for a kept page, each exchange a requisite of it, and the
+        list of them (and of what it got from the archive, and of every request refused) in
+        its provenance; returns how many it fetched."""
+        lines = []
+        for result in results:
+            final = result.final
+            if final is None:
+                continue  # refused: the reason is in `refused`
+            row = self.requisite(final, run, page_url, page_record_id, self.index.latest(final.url, ("requisite",)))
+            lines.append(("requisite", f"{final.url} {row.warc_record_id}"))
+        fetched = len(lines)
+        lines += [r.line() for r in reused or ()]
+        lines += [("requisite-refused", why) for why in refused]
+        if lines:
+            self.requisites_listed(page_url, page_record_id, [("fetched-by", "browser"), *lines])
+        return fetched
+
     def requisites_listed(self, page_url: str, page_record_id: str, lines: list[tuple[str, str]]) -> RecordRef:
         """The page's requisites in its provenance: a metadata record referring to its response."""
         ref = self.writer.write_metadata(page_url, datetime.now(timezone.utc), page_record_id,
@@ -201,9 +244,10 @@ class Recorder:
     # ------------------------------------------------------------------ a kept article
 
     def keep(self, result: FetchResult, c: Candidate, run: OutletRun, ex: Extraction, decision: Decision,
-             previous: CaptureRow | None = None) -> Kept:
-        """The article's redirect hops, response, conversion (article text) and metadata
-        (provenance) records, then its two text files, then its row."""
+             previous: CaptureRow | None = None, how: HowCaptured | None = None) -> Kept:
+        """The article's redirect hops, response, rendered DOM and screenshot (resource
+        records, when `how` has them), conversion (article text) and metadata (provenance)
+        records, then its two text files, then its rows."""
         final = result.final
         assert final is not None
         redirect_ids = []
@@ -215,6 +259,7 @@ class Recorder:
         faults.check("keep", final.url)
         resp_ref = refs[1]
         now = datetime.now(timezone.utc)
+        made = self._rendered(final, resp_ref, how, now, run)
         article_bytes = ex.article_text.encode("utf-8")
         conv = self.writer.write_conversion(final.url, now, resp_ref.record_id, article_bytes)
         meta = [("via", c.via_url), ("via-record-id", c.via_record_id or ""), ("via-kind", c.via_kind),
@@ -223,12 +268,17 @@ class Recorder:
         meta += [("extractor", f"{ex.extractor}/{ex.extractor_version}"), ("renderer", ex.renderer),
                  ("conversion-record-id", conv.record_id), ("software", SOFTWARE),
                  ("config-sha256", self.cfg.sha256)]
+        if how is not None:
+            meta += [("capture-mode", how.mode), ("capture-reason", how.reason)]
+            meta += [(f"{row.kind}-record-id", row.warc_record_id or "") for row in made]
         if decision.blocked:
             meta.append(("blocked", decision.blocked))
         if result.hops[0].url != final.url:
             meta.append(("requested-url", result.hops[0].url))
         if previous is not None:
             meta.append(("previous-capture", previous.warc_record_id or ""))
+        if c.found_by:
+            meta.append(("found-by", c.found_by))
         meta_ref = self.writer.write_metadata(final.url, now, resp_ref.record_id, meta)
         self.writer.flush()
         texts = TextFiles.of(run.name, final.started, resp_ref.record_id)
@@ -240,6 +290,10 @@ class Recorder:
         except OSError as e:
             raise StorageError(f"cannot write text file {e.filename or self.root / texts.article.parent}: "
                                f"{os_reason(e)}") from None
+        # before the page's row: a page row whose DOM row is missing would be re-derived from
+        # its static response by dump and verify
+        for made_row in made:
+            self.index.add(made_row)
         row = dataclasses.replace(
             self.row(final, run, "article", BLOCKED if decision.blocked else ARCHIVED, refs),
             url=c.url, discovered_via_url=c.via_url, discovered_via_record_id=c.via_record_id,
@@ -251,5 +305,59 @@ class Recorder:
             extractor=ex.extractor, extractor_version=ex.extractor_version, renderer=ex.renderer,
             error=f"blocked: {decision.blocked}" if decision.blocked else None,
             previous_capture_id=previous.id if previous is not None else None)
-        row.id = self.index.add(row, frontier_id=c.frontier_id)
+        row.id = self.index.add(row, frontier_id=c.frontier_id, page=page_text(ex))
         return Kept(row, resp_ref, texts)
+
+    def promote(self, row: CaptureRow, topics: list[str], matched: dict[str, list[str]], found_by: str) -> None:
+        """A kept capture found about `topics` besides those it was archived under (a rematch
+        of its stored text, `matched` the terms and where): a metadata record about its
+        response says so, then its row gets them. Nothing is fetched."""
+        assert row.warc_record_id and row.id is not None
+        every = [*row.topics, *(t for t in topics if t not in row.topics)]
+        meta = [("found-by", found_by), ("outlet", row.outlet), ("topics-added", ", ".join(topics)),
+                ("topics", ", ".join(every))]
+        meta += [("matched", f"{term} in {', '.join(where)}") for term, where in sorted(matched.items())]
+        meta += [("software", SOFTWARE), ("config-sha256", self.cfg.sha256)]
+        self.writer.write_metadata(row.final_url or row.url, datetime.now(timezone.utc), row.warc_record_id, meta)
+        self.writer.flush()
+        self.index.promote(row.id, every, {**row.matched, **matched})
+
+    def _rendered(self, final: Response, resp_ref: RecordRef, how: HowCaptured | None, now: datetime,
+                  run: OutletRun) -> list[CaptureRow]:
+        """The DOM and screenshot resource records of a rendered page, each linked to its
+        response record; their rows, to be added once the page's records are flushed."""
+        if how is None or how.dom is None:
+            return []
+        at = how.rendered_at or now
+        made = [("dom", DOM_URN, DOM_TYPE, how.dom)]
+        if how.screenshot is not None:
+            made.append(("screenshot", SCREENSHOT_URN, "image/png", how.screenshot))
+        rows = []
+        for kind, urn, ctype, data in made:
+            ref = self.writer.write_resource(urn + final.url, at, ctype, data, resp_ref.record_id)
+            rows.append(CaptureRow(outlet=run.name, kind=kind, state=ARCHIVED, url=urn + final.url,
+                                   final_url=urn + final.url, fetched_at=warc_date(at), pass_id=run.pass_id,
+                                   payload_digest=sha1_b32(hashlib.sha1(data).digest()), content_type=ctype,
+                                   warc_file=ref.warc_file, warc_offset=ref.offset, warc_length=ref.length,
+                                   warc_record_id=ref.record_id, discovered_via_url=final.url,
+                                   discovered_via_record_id=resp_ref.record_id))
+        return rows
+
+
+def warcinfo_fields(cfg: LoadedConfig) -> dict[str, str]:
+    f = cfg.config.fetch
+    return {
+        "software": SOFTWARE,
+        "operator": cfg.config.storage.warc.operator,
+        "http-header-user-agent": f.user_agent,
+        "robots": "obey" if f.respect_robots else "ignore",
+        "isPartOf": "archiver",
+        "description": "news archiving pass",
+        "archiver-config-sha256": cfg.sha256,
+    }
+
+
+def local_writer(cfg: LoadedConfig) -> WarcWriter:
+    """WARC files under the storage root, as a single-machine pass writes them."""
+    w = cfg.config.storage.warc
+    return WarcWriter(cfg.storage_root, w.prefix, w.rotate_size, warcinfo_fields(cfg), w.compress_level)

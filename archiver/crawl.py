@@ -2,7 +2,9 @@
 text → index.
 
 Pages are extracted and decided on (topics, block pages) before anything of them is
-written: an off-topic page leaves only its index row, never WARC records. `Pass` only
+written: an off-topic page leaves only its index row, never WARC records. In capture modes
+browser and auto a page may be rendered first (browser_capture.py); its rendered DOM is then
+what is extracted, and what the browser fetched is held until the page is decided. `Pass` only
 orchestrates; sources.py fetches and reads the outlet's feeds, sitemaps and listings,
 capture.py writes what is kept (records, texts, rows, in that order of durability), and a
 `Claims` decides which of two candidates leading to one page archives it.
@@ -11,6 +13,7 @@ capture.py writes what is kept (records, texts, rows, in that order of durabilit
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,19 +23,23 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import SOFTWARE, __version__, faults
+from .alerts import Alerts
 from .blocked import block_reason
-from .capture import Decision, Recorder, WriterFactory
+from .archived_requisites import ArchivedRequisites, Reused
+from .browser_capture import BrowserCapture, Rendering, failure_reason, needs_browser
+from .capture import DOM_TYPE, Decision, HowCaptured, Recorder, WriterFactory, local_writer
 from .claims import Claims, PassClaims
-from .config import LoadedConfig, Outlet
+from .config import LoadedConfig
 from .discover import Candidate
-from .errors import BlockedByPolicy, StorageError
+from .errors import BlockedByPolicy, BrowserError, StorageError
 from .extract import MAX_PAGE_BYTES, Extraction, extract_page
-from .fetch import Fetcher, FetchResult, Response
-from .index import DUPLICATE, FAILED, OFF_TOPIC, ROBOTS, CaptureRow, Index
+from .fetch import Fetcher, FetchResult, Response, host_credentials
+from .index import DUPLICATE, FAILED, OFF_TOPIC, ROBOTS, CaptureRow, Index, PassCounts
 from .outletrun import OutletRun, OutletStats, unexpected
 from .page_requisites import PageRequisites
 from .polite import Gates, SharedTurns, Ticket
-from .recover import repair_storage
+from .recover import open_archive
+from .settings import Outlet
 from .sources import WELL_KNOWN_SITEMAPS, Sources, validators
 from .topics import TopicMatcher
 from .clock import utc_now as _now
@@ -52,40 +59,14 @@ class PassResult:
     warc_files: list[str]
     storage_root: Path
     worker_peak_mb: float = 0.0  # largest peak RSS of an extraction worker (0: none ran, or not Linux)
+    browser_peak_mb: float = 0.0  # largest memory (PSS) of the browser's processes after a page (0: none ran)
 
 
 Progress = Callable[[str, int, int], None]  # (event, advance, total-delta)
 Observer = Callable[[int | None, str | None], None]  # after every exchange: (HTTP status, failure reason)
 
 
-def warcinfo_fields(cfg: LoadedConfig) -> dict[str, str]:
-    f = cfg.config.fetch
-    return {
-        "software": SOFTWARE,
-        "operator": cfg.config.storage.warc.operator,
-        "http-header-user-agent": f.user_agent,
-        "robots": "obey" if f.respect_robots else "ignore",
-        "isPartOf": "archiver",
-        "description": "news archiving pass",
-        "archiver-config-sha256": cfg.sha256,
-    }
 
-
-def credentials(cfg: LoadedConfig) -> dict[str, dict[str, str]]:
-    """Per host, the credential headers of the outlet(s) naming that host."""
-    out: dict[str, dict[str, str]] = {}
-    for outlet in cfg.config.outlets:
-        headers = outlet.credential_headers()
-        if headers:
-            for host in outlet.hosts():
-                out.setdefault(host, {}).update(headers)
-    return out
-
-
-def local_writer(cfg: LoadedConfig) -> WarcWriter:
-    """WARC files under the storage root, as a single-machine pass writes them."""
-    w = cfg.config.storage.warc
-    return WarcWriter(cfg.storage_root, w.prefix, w.rotate_size, warcinfo_fields(cfg), w.compress_level)
 
 
 class Pass:
@@ -101,9 +82,8 @@ class Pass:
         self.index = index
         self.root = root or cfg.storage_root
         c = cfg.config
-        self.fetcher = Fetcher(c.fetch, gates=Gates(c.fetch.per_host_concurrency, c.fetch.per_host_delay, turns))
-        self.fetcher.credentials = credentials(cfg)
-        self.fetcher.observer = observer
+        self.fetcher = Fetcher(c.fetch, gates=Gates(c.fetch.per_host_concurrency, c.fetch.per_host_delay, turns),
+                               credentials=host_credentials(c.outlets), observer=observer)
         self._retired: list[Fetcher] = []
         # feeds, sitemaps and listings are parsed in two threads: lxml parses outside the GIL,
         # and their results (candidate lists) are wanted here; articles go to worker processes
@@ -113,10 +93,14 @@ class Pass:
         # flat when fetching outpaces extraction (see polite.Ticket)
         self.places = asyncio.Semaphore(c.fetch.concurrency)
         self.recorder = Recorder(cfg, index, self.root, new_writer or local_writer)
+        index.alerts = Alerts.for_pass(cfg, self.root)  # deliveries queued with the capture rows
         self.warcs = WarcFiles.for_root(self.root, index, store_settings(c.storage))
         self.sources = Sources(self.recorder, index, self.warcs, self._off_loop)
         self.claims = claims or PassClaims()
         self.requisites = PageRequisites(self.recorder, index, self._off_loop)
+        # started on the first page to render (capture modes browser and auto)
+        self.browsers = BrowserCapture(c.capture.browser)
+        self.archived = ArchivedRequisites(index, self.warcs)  # requisites the browser gets from the archive
         self.progress = progress or (lambda event, advance, total: None)
         # set when the WARCs or the index cannot be written (disk full): the passes running
         # stop taking candidates, since every fetch would be thrown away; a new pass tries again
@@ -131,18 +115,20 @@ class Pass:
         so no capture is half written; a new config hash starts a new WARC with a new warcinfo."""
         old, self.cfg = self.cfg, cfg
         if cfg.config.fetch != old.config.fetch:
-            observer = self.fetcher.observer
-            self._retired.append(self.fetcher)
+            old_fetcher = self.fetcher
+            self._retired.append(old_fetcher)
             # the hosts' gates go on: a new set would forget every last request time
-            self.fetcher = Fetcher(cfg.config.fetch, gates=self.fetcher.gates)
-            self.fetcher.observer = observer
+            self.fetcher = Fetcher(cfg.config.fetch, gates=old_fetcher.gates, observer=old_fetcher.observer)
             self.places = asyncio.Semaphore(cfg.config.fetch.concurrency)
-        self.fetcher.credentials = credentials(cfg)
+        self.fetcher.use_credentials(host_credentials(cfg.config.outlets))
         self.recorder.reconfigure(cfg)
+        self.index.alerts = Alerts.for_pass(cfg, self.root)
+        self.browsers.reconfigure(cfg.config.capture.browser)
 
     async def aclose(self) -> None:
         for f in (*self._retired, self.fetcher):
             await f.aclose()
+        await self.browsers.aclose()
         self._parsers.shutdown(wait=True)
         self.extractors.shutdown()
         self.recorder.close()
@@ -200,14 +186,14 @@ class Pass:
             faults.check("candidate", c.url)
             if previous is not None and full is not None and self._refetch_same(result, c, run, previous, full):
                 return
-            kept = await self._fetched(result, c, run, previous)
+            kept = await self._fetched(result, c, run, previous, ticket)
         finally:
             result.close()
             ticket.release()
             self.progress("article", 1, 0)
         # after the page's place is given back: a page holding one while its requisites wait for
         # their host's turn could starve the article that holds that turn waiting for a place
-        if kept is not None and self.cfg.capture_mode(run.outlet) == "requisites":
+        if kept is not None and self.cfg.capture_mode(run.outlet) in ("requisites", "auto"):
             await self._requisites(*kept, run)
 
     def _refetch_same(self, result: FetchResult, c: Candidate, run: OutletRun, previous: CaptureRow,
@@ -228,10 +214,11 @@ class Pass:
         run.stats.unchanged += 1
         return True
 
-    async def _fetched(self, result: FetchResult, c: Candidate, run: OutletRun,
-                       previous: CaptureRow | None = None) -> tuple[Response, str] | None:
-        """Extract, decide and keep (or not) a fetched candidate; a kept page that is not a
-        block page is returned with its response record id, for its requisites."""
+    async def _fetched(self, result: FetchResult, c: Candidate, run: OutletRun, previous: CaptureRow | None = None,
+                       ticket: Ticket | None = None) -> tuple[Response, str] | None:
+        """Extract (from the rendered DOM when the page is rendered), decide and keep (or not)
+        a fetched candidate; a kept page that is not a block page nor rendered is returned
+        with its response record id, for its requisites."""
         rec, stats = self.recorder, run.stats
         rec.robots(result, run)
         final = result.final
@@ -251,13 +238,78 @@ class Pass:
         if ctype and ctype not in HTML_TYPES:
             self._article_failed(c, run, f"not an HTML page ({ctype})", final)
             return
+        mode = self.cfg.capture_mode(run.outlet)
+        ex: Extraction | None = None
+        if mode != "browser":
+            ex = await self._extract(final.body or b"", final.content_type, c, run, final)
+            if ex is None:
+                return
+        how = HowCaptured(mode, f"capture mode {mode}")
+        if mode == "auto":
+            assert ex is not None
+            why = needs_browser(ex, final.body or b"")
+            how = HowCaptured("browser", why) if why else HowCaptured(
+                "requisites", f"the static HTML holds the article ({len(ex.body_text.strip())} characters of text)")
+        fetched: list[FetchResult] = []  # what the browser fetched, held until the page is decided
+        browser: tuple[list[FetchResult], list[str], list[Reused]] | None = None
         try:
-            ex: Extraction = await self.extractors.run(extract_page, final.body or b"", final.content_type)
+            if how.mode == "browser":
+                # the page's place bounds pages fetched and waiting; the browser's requests must
+                # not wait for places held by pages that wait for their hosts (see _candidate),
+                # and pages_at_once bounds the pages rendering
+                if ticket is not None:
+                    ticket.release()
+                page = await self._render(final, c, run, fetched)
+                if page is None:
+                    return
+                how = dataclasses.replace(how, dom=page.dom, screenshot=page.screenshot, rendered_at=page.rendered_at)
+                ex = await self._extract(page.dom, DOM_TYPE, c, run, final)
+                if ex is None:
+                    return
+                browser = (fetched, page.blocked, page.reused)
+            assert ex is not None
+            return self._decided(result, c, run, ex, previous, how, browser)
+        finally:
+            for r in fetched:
+                r.close()
+
+    async def _extract(self, body: bytes, content_type: str, c: Candidate, run: OutletRun,
+                       final: Response) -> Extraction | None:
+        """The page's extraction in a worker; None (and the failure row) when the worker died."""
+        try:
+            ex: Extraction = await self.extractors.run(extract_page, body, content_type)
         except WorkerDied as e:
             self._article_failed(c, run, str(e), final)
             log.warning("%s: %s: %s", run.name, final.url, e)
-            return
+            return None
         faults.check("extract", final.url)
+        return ex
+
+    async def _render(self, final: Response, c: Candidate, run: OutletRun,
+                      fetched: list[FetchResult]) -> Rendering | None:
+        """The page rendered in the browser; None (and the failure row) when it could not be:
+        a crash, hang or timeout costs this page only."""
+        try:
+            return await self.browsers.render(self.fetcher, final, self.cfg.config.capture.requisites, fetched,
+                                              self.archived)
+        except BrowserError as e:
+            self._article_failed(c, run, failure_reason(e), final)
+            log.warning("%s: %s: %s", run.name, final.url, failure_reason(e))
+            return None
+        finally:
+            # the robots.txt files the browser's requests led to, whatever becomes of the page
+            for r in fetched:
+                self.recorder.robots(r, run)
+
+    def _decided(self, result: FetchResult, c: Candidate, run: OutletRun, ex: Extraction,
+                 previous: CaptureRow | None, how: HowCaptured,
+                 browser: tuple[list[FetchResult], list[str], list[Reused]] | None) -> tuple[Response, str] | None:
+        """Decide and keep (or not); `browser` holds what the browser fetched, refused and got
+        from the archive for the page, archived and listed as its requisites when it is kept.
+        Nothing here awaits."""
+        rec, stats = self.recorder, run.stats
+        final = result.final
+        assert final is not None
         # checked after the last await: from here to the index row nothing else runs
         if self.claims.kept_already(final.url, c, run):
             rec.nothing(c.url, run, "article", DUPLICATE, f"same page as {final.url}, already archived in this pass",
@@ -266,7 +318,8 @@ class Pass:
         faults.check("decide", final.url)
         decision = self._decide(c, run, ex, final.status)
         if decision is None and previous is None and not self.cfg.config.storage.keep_off_topic:
-            rec.nothing(c.url, run, "article", OFF_TOPIC, None, via=c, final=final)
+            # what the page said stays: a topic added later is tested on it (rematch.py)
+            rec.nothing(c.url, run, "article", OFF_TOPIC, None, via=c, final=final, page=ex)
             return
         # a new version of a kept article is kept even if it no longer matches: it is the record
         decision = decision or Decision([], {})
@@ -274,7 +327,12 @@ class Pass:
             rec.nothing(c.url, run, "article", DUPLICATE,
                         f"same page as {final.url}, being archived from another candidate", via=c, final=final)
             return
-        kept = rec.keep(result, c, run, ex, decision, previous)
+        kept = rec.keep(result, c, run, ex, decision, previous, how)
+        if browser is not None:
+            fetched, refused, reused = browser
+            stats.requisites += rec.browser_requisites(fetched, refused, run, final.url, kept.response.record_id,
+                                                       reused)
+            stats.requisites_reused += len(reused)
         if decision.blocked:
             stats.blocked += 1
             log.warning("%s: %s served a block page (%s); kept as evidence, will retry", run.name, final.url,
@@ -283,7 +341,7 @@ class Pass:
             stats.updated += 1
         else:
             stats.archived += 1
-        return None if decision.blocked else (final, kept.response.record_id)
+        return None if decision.blocked or browser is not None else (final, kept.response.record_id)
 
     async def _requisites(self, page: Response, page_record_id: str, run: OutletRun) -> None:
         """The kept page's requisites; whatever goes wrong there is theirs, not the page's,
@@ -337,16 +395,22 @@ class Pass:
 
         await _all_or_none(one(url) for url, _ in due)
 
-    async def outlet(self, outlet: Outlet) -> OutletStats:
+    async def outlet(self, outlet: Outlet, given: list[Candidate] | None = None) -> OutletStats:
+        """One pass of the outlet: what discovery finds and is not settled yet, then the
+        refetches due. With `given`, just those candidates instead (pages fetched before and
+        found again otherwise: a rematch), fetched, decided and kept like discovered ones."""
         started = _now()
         self.storage_failed = None
         run = self.start(outlet, self.index.start_pass(outlet.name, started, SOFTWARE, self.cfg.sha256))
         stats = run.stats
         error = None
         try:
-            candidates = await self.discover(run)
-            stats.discovered = len(candidates)
-            todo = self.todo(run, candidates)
+            if given is None:
+                candidates = await self.discover(run)
+                stats.discovered = len(candidates)
+                todo = self.todo(run, candidates)
+            else:
+                stats.discovered, todo = len(given), list(given)
             self.progress("discovered", 0, len(todo))
             # a bounded worker pool: never more candidate tasks alive than fetch slots allow
             queue: asyncio.Queue[Candidate] = asyncio.Queue()
@@ -364,7 +428,8 @@ class Pass:
 
             n = min(len(todo), self.cfg.config.fetch.concurrency)
             await _all_or_none(worker() for _ in range(n))
-            await self.refetch_due(run, started)
+            if given is None:
+                await self.refetch_due(run, started)
         except StorageError as e:
             self.storage_failed = self.storage_failed or e
             error = f"storage: {e}"
@@ -378,8 +443,8 @@ class Pass:
             raise
         finally:
             try:
-                self.index.finish_pass(run.pass_id, _now(), stats.counts(),
-                                       error or ("; ".join(stats.errors[:5]) or None))
+                self.index.record_pass(run.pass_id, PassCounts(**stats.counts()),
+                                       error or ("; ".join(stats.errors[:5]) or None), ended_at=_now())
             except StorageError as e:  # the index may be on the disk that filled up
                 log.error("%s: pass end not recorded: %s", outlet.name, e)
         return stats
@@ -403,8 +468,7 @@ async def _all_or_none(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
 async def run_pass(cfg: LoadedConfig, progress: Progress | None = None,
                    outlets: list[str] | None = None) -> PassResult:
     """Run one pass over every (or the named) outlet; returns per-outlet statistics."""
-    index = Index.open(cfg.storage_root, url=cfg.config.index.url)
-    repair_storage(cfg.storage_root, index)  # a previous run may have been killed mid-write
+    index = open_archive(cfg)  # a previous run may have been killed mid-write
     p = Pass(cfg, index, progress)
     try:
         chosen = [o for o in cfg.config.outlets if not outlets or o.name in outlets]
@@ -422,7 +486,8 @@ async def run_pass(cfg: LoadedConfig, progress: Progress | None = None,
     finally:
         await p.aclose()
         index.close()
-    return PassResult(stats, p.writer.closed_files, cfg.storage_root, p.extractors.peak_worker_mb)
+    return PassResult(stats, p.writer.closed_files, cfg.storage_root, p.extractors.peak_worker_mb,
+                      p.browsers.peak_mb)
 
 
 __all__ = ["run_pass", "Pass", "PassResult", "OutletStats", "OutletRun", "WELL_KNOWN_SITEMAPS", "__version__"]

@@ -6,6 +6,11 @@ and compare. Output depends only on the WARC bytes and the software version: fil
 written in a fixed order with fixed names, JSON with sorted keys, no clock, locale or
 environment involved.
 
+A page rendered in the browser (capture modes browser and auto) has its texts extracted from
+its rendered DOM, the `urn:dom:` resource record linked to its response: dump derives from
+that record, the manifest names it (`dom`), and verify checks that it is the DOM of that
+response before deriving again.
+
 File names are `NNN_<16 hex>.txt`: NNN is the position in the order (capture time, then
 record id; at least three digits), the hex the first 16 digits of the SHA-256 of the
 response record's WARC-Record-ID (the same key as the crawl-time text files).
@@ -25,7 +30,7 @@ from typing import Any, Iterable, Iterator
 from warcio.archiveiterator import ArchiveIterator
 
 from . import SOFTWARE, __version__, stores
-from .capture import text_key
+from .capture import DOM_URN, text_key
 from .errors import DumpError, StorageError
 from .extract import EXTRACTOR_NAME, EXTRACTOR_VERSION, extract, page_markup
 from .index import ARCHIVED, CaptureRow, Index
@@ -54,13 +59,23 @@ def html_to_text(markup: str, kind: str) -> str:
     return extract(markup, page=False).article_text
 
 
-def derive(location: str, offset: int, length: int | None, kind: str, settings: StoreSettings) -> str:
-    """Re-derive the text of the response record at `offset` of the WARC at `location`."""
+def derive(location: str, offset: int, length: int | None, kind: str, settings: StoreSettings,
+           dom_of: str | None = None) -> str:
+    """Re-derive the text of the response record at `offset` of the WARC at `location`; with
+    `dom_of` (a response record id), of the rendered DOM of that response there."""
     with stores.open_record(location, offset, length, settings) as f:
         rec = next(iter(ArchiveIterator(f)))
-        if rec.rec_type != "response":
-            raise DumpError(f"{location}@{offset} is a {rec.rec_type} record, not a response")
-        content_type = rec.http_headers.get_header("Content-Type") if rec.http_headers else None
+        if dom_of is None:
+            if rec.rec_type != "response":
+                raise DumpError(f"{location}@{offset} is a {rec.rec_type} record, not a response")
+            content_type = rec.http_headers.get_header("Content-Type") if rec.http_headers else None
+        else:
+            uri = rec.rec_headers.get_header("WARC-Target-URI") or ""
+            linked = rec.rec_headers.get_header("WARC-Concurrent-To")
+            if rec.rec_type != "resource" or not uri.startswith(DOM_URN) or linked != dom_of:
+                raise DumpError(f"{location}@{offset} is not the {DOM_URN} record of {dom_of} (a {rec.rec_type} "
+                                f"record of {uri or 'no URI'}, linked to {linked or 'nothing'})")
+            content_type = rec.rec_headers.get_header("Content-Type")
         body = rec.content_stream().read(MAX_BODY)
     return html_to_text(page_markup(body, content_type), kind)
 
@@ -133,14 +148,22 @@ def dump(warcs: WarcFiles, index: Index, out: Path, sel: Selection,
     if sel.kind not in KINDS:
         raise DumpError(f"unknown dump kind {sel.kind!r} (page or article)")
     rows = select(index, sel)
+    doms = rendered_doms(index)
     out.mkdir(parents=True, exist_ok=True)
     width = max(3, len(str(max(0, len(rows) - 1))))
     files = []
-    jobs = ((warcs.location(row.warc_file or ""), row.warc_offset or 0, row.warc_length, sel.kind, warcs.settings)
-            for row in rows)
+
+    def job(row: CaptureRow) -> tuple[str, int, int | None, str, StoreSettings, str | None]:
+        dom = doms.get(row.warc_record_id or "")
+        if dom is not None:
+            return (warcs.location(dom.warc_file or ""), dom.warc_offset or 0, dom.warc_length, sel.kind,
+                    warcs.settings, row.warc_record_id)
+        return (warcs.location(row.warc_file or ""), row.warc_offset or 0, row.warc_length, sel.kind,
+                warcs.settings, None)
+
     with ExtractorPool(workers) as pool:
-        for n, (row, text) in enumerate(zip(rows, pool.map(derive, jobs))):
-            files.append(_write_one(out, n, width, row, text, sel.kind))
+        for n, (row, text) in enumerate(zip(rows, pool.map(derive, (job(r) for r in rows)))):
+            files.append(_write_one(out, n, width, row, text, sel.kind, doms.get(row.warc_record_id or "")))
             if progress is not None:
                 progress(1)
     manifest = {"format": "archiver-dump/1", "software": SOFTWARE, "version": __version__,
@@ -152,11 +175,26 @@ def dump(warcs: WarcFiles, index: Index, out: Path, sel: Selection,
     return manifest
 
 
-def _write_one(out: Path, n: int, width: int, row: CaptureRow, text: str, kind: str) -> dict[str, Any]:
+def rendered_doms(index: Index) -> dict[str, CaptureRow]:
+    """Response record id -> the row of the DOM the browser rendered from it."""
+    return {r.discovered_via_record_id: r for r in index.captures(kind="dom", state=ARCHIVED)
+            if r.discovered_via_record_id and r.warc_file and r.warc_offset is not None}
+
+
+def _write_one(out: Path, n: int, width: int, row: CaptureRow, text: str, kind: str,
+               dom: CaptureRow | None) -> dict[str, Any]:
     assert row.warc_file and row.warc_record_id and row.warc_offset is not None
     data = text.encode("utf-8")
     name = f"{n:0{width}d}_{text_key(row.warc_record_id)}.txt"
     _write_bytes(out / name, data)
+    entry = _entry(row, name, data, kind)
+    if dom is not None:
+        entry["dom"] = {"uri": dom.final_url, "warc_file": dom.warc_file, "warc_offset": dom.warc_offset,
+                        "warc_length": dom.warc_length, "warc_record_id": dom.warc_record_id}
+    return entry
+
+
+def _entry(row: CaptureRow, name: str, data: bytes, kind: str) -> dict[str, Any]:
     return {
         "file": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
         "url": row.url, "final_url": row.final_url, "fetched_at": row.fetched_at, "outlet": row.outlet,
@@ -269,12 +307,16 @@ def verify(out: Path, warc_roots: list[Path], progress: Any = None, workers: int
     settings = warcs.settings if warcs is not None else StoreSettings()
     found: dict[str, Located] = {}
 
-    def jobs() -> Iterator[tuple[Path, dict[str, Any], Located, StoreSettings]]:
+    def located(name: str) -> Located:
+        if name not in found:
+            found[name] = _locate(name, warc_roots, warcs)
+        return found[name]
+
+    def jobs() -> Iterator[tuple[Path, dict[str, Any], Located, StoreSettings, Located | None]]:
         for entry in manifest.get("files", []):
-            name = str(entry.get("warc_file", ""))
-            if name not in found:
-                found[name] = _locate(name, warc_roots, warcs)
-            yield out, entry, found[name], settings
+            dom = entry.get("dom")
+            dom_at = located(str(dom.get("warc_file", ""))) if isinstance(dom, dict) else None
+            yield out, entry, located(str(entry.get("warc_file", ""))), settings, dom_at
 
     verdicts = []
     with ExtractorPool(workers) as pool:
@@ -285,7 +327,8 @@ def verify(out: Path, warc_roots: list[Path], progress: Any = None, workers: int
     return verdicts
 
 
-def _verify_one(out: Path, entry: dict[str, Any], located: Located, settings: StoreSettings) -> Verdict:
+def _verify_one(out: Path, entry: dict[str, Any], located: Located, settings: StoreSettings,
+                dom_at: Located | None = None) -> Verdict:
     name = entry["file"]
     if Path(name).name != name or name in ("", ".", ".."):
         return Verdict(name, "DIFFERS", "file name in the manifest is not a plain name")
@@ -303,8 +346,17 @@ def _verify_one(out: Path, entry: dict[str, Any], located: Located, settings: St
     kind = entry.get("kind", "page")
     now = producer(kind)
     then = entry.get("producer", {})
+    # a rendered page's text comes from its DOM record, which must belong to its response
+    offset, length, dom_of = int(entry["warc_offset"]), entry.get("warc_length"), None
+    if dom_at is not None:
+        if dom_at.refused:
+            return Verdict(name, "REFUSED", dom_at.refused)
+        if dom_at.location is None:
+            return Verdict(name, "WARC NOT FOUND", str(entry["dom"].get("warc_file")))
+        location, dom_of = dom_at.location, str(entry["warc_record_id"])
+        offset, length = int(entry["dom"]["warc_offset"]), entry["dom"].get("warc_length")
     try:
-        text = derive(location, int(entry["warc_offset"]), entry.get("warc_length"), kind, settings)
+        text = derive(location, offset, length, kind, settings, dom_of)
     except Exception as e:  # a damaged WARC is a finding, not a crash
         return Verdict(name, "DIFFERS", f"cannot re-derive from {location}: {_reason(e)}")
     derived = hashlib.sha256(text.encode("utf-8")).hexdigest()

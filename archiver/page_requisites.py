@@ -15,18 +15,17 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from .archived_requisites import fresh
 from .capture import Recorder
-from .config import RequisiteSettings
 from .decode import decode_text
 from .errors import BlockedByPolicy, StorageError
 from .fetch import Fetcher, Response
 from .index import FAILED, ROBOTS, CaptureRow, Index
 from .outletrun import OutletRun, unexpected
 from .requisites import Requisite, from_css, from_html, same_site
-from .clock import parse_iso
+from .settings import RequisiteSettings
 
 log = logging.getLogger("archiver.crawl")
 
@@ -90,7 +89,7 @@ class PageRequisites:
         """Fetch and archive one requisite (or reuse a fresh capture); returns its row and, for a
         stylesheet, its text."""
         prev = self.index.latest(req.url, ("requisite",))
-        if prev is not None and _fresh(prev, settings.refresh):
+        if prev is not None and fresh(prev, settings.refresh):
             found.reused += 1
             found.lines.append(("requisite", f"{req.url} {prev.warc_record_id} (captured {prev.fetched_at})"))
             return prev, None
@@ -138,14 +137,6 @@ class PageRequisites:
             del self._in_flight[req.url]
             fut.set_result(row)
         return row, css
-
-
-def _fresh(row: CaptureRow, refresh: float) -> bool:
-    try:
-        at = parse_iso(row.fetched_at)
-    except ValueError:
-        return False
-    return datetime.now(timezone.utc) - at < timedelta(seconds=refresh)
 
 
 def _is_css(resp: Response, req: Requisite) -> bool:

@@ -2,14 +2,15 @@
 """One archiving pass over the synthetic news web of ../shared/bench/site, scored against its manifest.
 
     python bench/site_pass.py [--articles 500] [--outlets 20] [--site /tmp/site] [--out DIR]
-                              [--conformance] [--keep-serving]
+                              [--conformance] [--keep-serving] [--capture html|requisites|browser|auto]
 
 Generates the site (skipped when it already matches the parameters), serves it with nginx on
 127.0.0.10-30 (serve.sh), writes an archiver config for every outlet (feeds + sitemaps from
 robots.txt), runs `archiver crawl`, and prints: pages/s, recall and precision of the archived
 set against the manifest's on-topic articles, and (with --conformance) the result of
 ../shared/checks/warc-conformance on the WARCs written. Exit 0 when recall and precision are
-both >= 0.95 (and conformance passed, when asked).
+both >= 0.95 (and conformance passed, when asked). With --capture browser or auto, also the
+peak memory of the crawl's browser processes (summed RSS, and PSS).
 
 Loopback only; nginx is stopped at the end unless --keep-serving.
 """
@@ -80,10 +81,8 @@ def score(manifest: dict, storage: Path, index_url: str | None = None) -> dict:
 
     truth = {a["url"] for a in manifest["articles"] if a["topics"]}
     with Index.open(storage, readonly=True, url=index_url) as idx:
-        archived = {r["final_url"] for r in idx.rows(
-            "SELECT final_url FROM captures WHERE kind = 'article' AND state = 'archived'")}
-        states = {r["state"]: r["n"] for r in idx.rows(
-            "SELECT state, COUNT(*) AS n FROM captures WHERE kind = 'article' GROUP BY state")}
+        archived = {r.final_url for r in idx.captures(kind="article", state="archived")}
+        states = idx.state_counts("article")
     hit = archived & truth
     return {"on_topic_truth": len(truth), "archived": len(archived), "true_positives": len(hit),
             "recall": round(len(hit) / max(1, len(truth)), 4),
@@ -98,9 +97,51 @@ def warc_bytes(storage: Path) -> dict:
 
     total = sum(p.stat().st_size for p in (storage / "warc").glob("*.warc.gz"))
     with Index.open(storage, readonly=True) as idx:
-        kept = idx.scalar("SELECT COUNT(*) FROM captures WHERE kind = 'article' AND state = 'archived'") or 0
-        reqs = idx.scalar("SELECT COUNT(*) FROM captures WHERE kind = 'requisite'") or 0
+        kept = idx.state_counts("article").get("archived", 0)
+        reqs = sum(idx.state_counts("requisite").values())
     return {"warc_bytes": total, "warc_bytes_per_article": round(total / max(1, kept)), "requisite_rows": reqs}
+
+
+class BrowserPeak:
+    """Peak memory of the crawl's browser processes (Chromium and its renderers), sampled
+    every 0.25 s: summed RSS, and PSS (shared pages counted once: what max_browser_mb caps)."""
+
+    def __init__(self, pid: int):
+        import threading
+
+        self.pid, self.rss, self.pss, self.pages = pid, 0, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from archiver.browser import process_tree
+
+        while not self._stop.wait(0.25):
+            rss = pss = 0
+            for pid in process_tree(self.pid)[1:]:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        if b"chromium" not in f.read().split(b"\0", 1)[0]:
+                            continue
+                    with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+                        for line in f:
+                            if line.startswith(b"Rss:"):
+                                rss += int(line.split()[1]) * 1024
+                            elif line.startswith(b"Pss:"):
+                                pss += int(line.split()[1]) * 1024
+                except OSError:
+                    continue
+            self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+    def figures(self) -> dict:
+        if not self.rss:
+            return {}
+        return {"browser_peak_rss_mb": round(self.rss / 2**20), "browser_peak_pss_mb": round(self.pss / 2**20)}
 
 
 def main() -> int:
@@ -113,8 +154,9 @@ def main() -> int:
     ap.add_argument("--conformance", action="store_true", help="run ../shared/checks/warc-conformance afterwards")
     ap.add_argument("--keep-serving", action="store_true")
     ap.add_argument("--workers", type=int, default=None, help="extract.workers (default: one per core)")
-    ap.add_argument("--capture", choices=["html", "requisites"], default="html",
-                    help="capture.mode (requisites: stylesheets, images on the site's CDN host, fonts...)")
+    ap.add_argument("--capture", choices=["html", "requisites", "browser", "auto"], default="html",
+                    help="capture.mode (requisites: stylesheets, images on the site's CDN host, fonts...; "
+                         "browser: every page rendered in Chromium; auto: only pages without article text)")
     a = ap.parse_args()
     if not (SITE_TOOLS / "make_site.py").exists():
         print(f"missing {SITE_TOOLS}/make_site.py (set ARCHIVER_SHARED)", file=sys.stderr)
@@ -136,9 +178,13 @@ def main() -> int:
     try:
         exe = Path(sys.executable).with_name("archiver")
         t0 = time.monotonic()
-        proc = subprocess.run([str(exe), "crawl", "--config", str(config), "--no-progress"],
-                              capture_output=True, text=True)
+        proc = subprocess.Popen([str(exe), "crawl", "--config", str(config), "--no-progress"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        browser_peak = BrowserPeak(proc.pid)
+        out, err = proc.communicate()
+        proc = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         elapsed = time.monotonic() - t0
+        browser_peak.stop()
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         print(proc.stdout)
         if proc.returncode != 0:
@@ -153,7 +199,7 @@ def main() -> int:
     result.update({"seconds": round(elapsed, 1), "article_fetches_per_s": round(fetched / elapsed, 1),
                    "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
                    "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "storage": str(storage),
-                   "capture": a.capture, **warc_bytes(storage)})
+                   "capture": a.capture, **browser_peak.figures(), **warc_bytes(storage)})
     print(json.dumps(result, indent=1))
     ok = result["recall"] >= 0.95 and result["precision"] >= 0.95
     if a.conformance:

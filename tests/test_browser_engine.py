@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from archiver.browser import BrowserPool, BrowserSettings, Fulfil, Rendered
-from archiver.config import FetchSettings
+from archiver.settings import FetchSettings
 from archiver.errors import BrowserError
 from archiver.fetch import FetchResult, Fetcher
 from tests.rawserver import Handler, RawServer, silence
@@ -239,9 +239,11 @@ def test_lazy_images_are_fetched_only_after_scrolling():
     assert requested(server, "/lazy.png") == 1 and requested(server, "/observed.png") == 1
 
 
-def test_screenshot_is_a_png_of_the_full_page_height():
-    with RawServer({"/tall": serve(html("<div style='height:3000px;background:#369'>tall</div>",
-                                        "<style>body{margin:0}</style>"))}) as server:
+def test_screenshot_is_a_png_of_the_full_page_height_and_the_viewport_width():
+    # a ticker running off to the side does not widen the shot (it made 15,000 px wide ones)
+    with RawServer({"/tall": serve(html("<div style='width:9000px;white-space:nowrap'>ticker</div>"
+                                        "<div style='height:2980px;background:#369'>tall</div>",
+                                        "<style>body{margin:0} div{height:20px}</style>"))}) as server:
         async def go() -> Rendered:
             f = fetcher()
             pool = BrowserPool(settings(viewport=(1280, 900)))
@@ -463,6 +465,38 @@ def test_a_browser_past_its_memory_cap_is_restarted_for_the_next_page():
                 await f.aclose()
         pids = asyncio.run(go())
     assert pids[0] != pids[1]
+
+
+def test_a_browser_past_its_memory_cap_while_a_page_renders_gets_no_new_page():
+    # the first page renders for seconds (its image is slow); the second asks for a place
+    # meanwhile: the browser, past its cap already, finishes the first and the second page
+    # gets a new browser
+    with RawServer({
+        "/slow": serve(html("<p>slow</p><img src=/slow.png alt=''>")),
+        "/slow.png": serve(response(PNG, "image/png"), delay=4),
+        "/quick": serve(html("<p>quick</p>")),
+    }) as server:
+        async def go() -> tuple[Rendered, Rendered, int | None, int | None, bool]:
+            f = fetcher()
+            pool = BrowserPool(settings(max_browser_mb=1, memory_every=0.2, screenshot=False))
+            try:
+                slow = asyncio.ensure_future(render(pool, f, server.url("/slow")))
+                for _ in range(500):  # until the browser asked for the image
+                    if requested(server, "/slow.png"):
+                        break
+                    await asyncio.sleep(0.02)
+                first = pool.browser_pid
+                await asyncio.sleep(1.0)  # memory sampled while the page renders
+                quick = await render(pool, f, server.url("/quick"))
+                return await slow, quick, first, pool.browser_pid, slow.done()
+            finally:
+                await pool.aclose()
+                await f.aclose()
+        slow, quick, first, second, slow_done = asyncio.run(go())
+    assert "<p>slow</p>" in slow.dom and server.url("/slow.png") in urls(slow)
+    assert "<p>quick</p>" in quick.dom
+    assert first is not None and second is not None and second != first
+    assert slow_done  # the first page finished in its browser before that one was closed
 
 
 # ---------------------------------------------------------------------- pages do not mix
