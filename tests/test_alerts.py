@@ -270,6 +270,19 @@ def test_each_event_reaches_its_webhooks_once_signed_and_a_failed_delivery_is_se
     assert by[("removed", u[JAKARTA])]["reason"] == "answered HTTP 410"
     assert by[("removed", u[SEOUL])]["reason"] == f"redirects to the outlet's home page {outlet.base}/"
     assert ("new", u[TRAM]) not in by  # off topic: not archived, no alert
+    # the capture page of a removed article's last version says when the outlet removed it
+    from starlette.testclient import TestClient
+
+    from archiver.web.app import create_app
+    with TestClient(create_app(tmp_path / "archive"), base_url="http://127.0.0.1:8770") as ui:
+        def removed_note(capture_page: str) -> str:
+            html = ui.get(capture_page).text
+            m = re.search(r'<p class="removed" id="removed">(.*?)</p>', html, re.S)
+            return re.sub(r"<[^>]+>", "", m.group(1)) if m else ""
+        assert "Removed by the outlet: it answered HTTP 404 at " in removed_note(gone["capture_page"])
+        assert "it answered HTTP 410" in removed_note(by[("removed", u[JAKARTA])]["capture_page"])
+        assert f"it redirected to the front page {outlet.base}/" in removed_note(by[("removed", u[SEOUL])]["capture_page"])
+        assert removed_note(by[("updated", u[HANOI])]["capture_page"]) == ""  # still there, corrected
 
 
 def test_receiver_down_then_daemon_restarted_loses_nothing_and_sends_each_once(outlet: Outlet, tmp_path: Path):

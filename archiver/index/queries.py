@@ -8,6 +8,7 @@ import zlib
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from sqlalchemy import (Connection, Engine, and_, create_engine, func, insert, inspect, or_, select, text,
@@ -248,6 +249,20 @@ class Index(PassQueries, OverviewQueries, PageTextQueries, OutboxQueries):
                                or_(cap.c.state.in_(_KEPT), and_(cap.c.state == FAILED, cap.c.status.in_((404, 410)))))
              .order_by(cap.c.id.desc()).limit(1))
         return self._one(q)
+
+    def removal_after(self, url: str, after_id: int) -> CaptureRow | None:
+        """The first article capture of `url` after capture `after_id` saying the outlet took
+        the page down: an answer 404 or 410, or a redirect to a site's front page (how many
+        sites retire a story). None while every later answer is the page (or says nothing)."""
+        cap = schema.captures
+        q = (select(cap).where(cap.c.url == url, cap.c.kind == "article", cap.c.id > after_id)
+             .order_by(cap.c.id).limit(200))
+        for later in self._all(q):
+            if later.state == FAILED and later.status in (404, 410):
+                return later
+            if later.final_url and later.final_url != url and urlsplit(later.final_url).path in ("", "/"):
+                return later
+        return None
 
     def last_in_chain(self, url: str) -> CaptureRow | None:
         """The newest article capture of `url` (archived, unchanged or not modified)."""

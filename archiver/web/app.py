@@ -107,6 +107,10 @@ class Archive:
     def versions(self, url: str) -> list:
         return self.index.versions(url)
 
+    def removal(self, row):
+        """The later capture saying the outlet removed this page, if there is one."""
+        return self.index.removal_after(row.url, row.id) if row.kind == "article" and row.url else None
+
     def replay_row(self, row):
         """The capture whose response record holds this capture's payload (itself, or the
         capture a revisit record refers to)."""
@@ -260,6 +264,7 @@ def create_app(storage_root: Path, index_url: str | None = None, store: StoreSet
         page_text = archive.text(cid, "page") if is_article else ""
         via = archive.by_record_id(row.discovered_via_record_id) if row.discovered_via_record_id else None
         versions = archive.versions(row.url) if row.url else []
+        removed = archive.removal(row)
         diff, other = None, None
         if request.query_params.get("diff"):
             try:
@@ -274,7 +279,7 @@ def create_app(storage_root: Path, index_url: str | None = None, store: StoreSet
             diff = diff_texts(texts[older.id], texts[newer.id])
         return page(request, "capture.html", row=row, source=source, response=response,
                     article=citing.marked_article(_shown(article), row), page_text=_shown(page_text), via=via,
-                    versions=versions, diff=diff, older=older, newer=newer,
+                    versions=versions, removed=removed, diff=diff, older=older, newer=newer,
                     cite=citing.citation(request, archive, row, source, article_bytes if is_article else None,
                                          from_file))
 
