@@ -93,7 +93,7 @@ class Pass:
         # flat when fetching outpaces extraction (see polite.Ticket)
         self.places = asyncio.Semaphore(c.fetch.concurrency)
         self.recorder = Recorder(cfg, index, self.root, new_writer or local_writer)
-        index.alerts = Alerts.for_pass(cfg, self.root)  # deliveries queued with the capture rows
+        index.watch(Alerts.for_pass(cfg, self.root))  # deliveries queued with the capture rows
         self.warcs = WarcFiles.for_root(self.root, index, store_settings(c.storage))
         self.sources = Sources(self.recorder, index, self.warcs, self._off_loop)
         self.claims = claims or PassClaims()
@@ -122,7 +122,7 @@ class Pass:
             self.places = asyncio.Semaphore(cfg.config.fetch.concurrency)
         self.fetcher.use_credentials(host_credentials(cfg.config.outlets))
         self.recorder.reconfigure(cfg)
-        self.index.alerts = Alerts.for_pass(cfg, self.root)
+        self.index.watch(Alerts.for_pass(cfg, self.root))
         self.browsers.reconfigure(cfg.config.capture.browser)
 
     async def aclose(self) -> None:

@@ -346,7 +346,7 @@ class Daemon:
         self.index = open_archive(cfg)
         self.crawler = Pass(cfg, self.index, self._progress, observer=self._observe)
         self.deliverer = Deliverer(cfg, self.index)
-        self.index.on_outbox = self.deliverer.wake  # a capture with deliveries was committed
+        self.index.notify_queued(self.deliverer.wake)  # a capture with deliveries was committed
         self._deliveries = asyncio.create_task(self._keep("delivering alerts", self.deliverer.run))
         self.schedule = schedule = Schedule(cfg, "daemon", self.pass_outlet)
         schedule.start()  # when the job store fails, the watchdog tries again

@@ -50,9 +50,7 @@ class Index(PassQueries, OverviewQueries, PageTextQueries, OutboxQueries):
         self.path = display_url(url)  # what messages name
         self.readonly = readonly
         self.dialect = engine.dialect.name
-        # set by a pass when alerts are configured (crawl.Pass): the deliveries a capture causes
-        self.alerts: CaptureWatcher | None = None
-        # called after a commit that queued deliveries (the daemon wakes its delivery loop)
+        self.alerts: CaptureWatcher | None = None  # see watch()
         self.on_outbox: Callable[[], None] | None = None
 
     @classmethod
@@ -89,6 +87,16 @@ class Index(PassQueries, OverviewQueries, PageTextQueries, OutboxQueries):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    def watch(self, alerts: CaptureWatcher | None) -> None:
+        """`alerts` (a pass's, when alerts are configured; None for none) plans the deliveries
+        each capture causes, queued in its transaction; a reload gives the new config's."""
+        self.alerts = alerts
+
+    def notify_queued(self, callback: Callable[[], None]) -> None:
+        """`callback` is called after each commit that queued deliveries (the daemon wakes its
+        delivery loop)."""
+        self.on_outbox = callback
 
     # ------------------------------------------------------------------ plumbing
 
