@@ -13,9 +13,9 @@ once) is sampled after each page and every `memory_every` seconds while pages re
 the event loop (a sample reads every process's smaps_rollup: tens of milliseconds). A
 browser past `max_browser_mb` is handed no new page; once the pages in it are done it is
 sampled again, and restarted if still past (a moment's peak, such as a screenshot's, is gone
-by then; memory that stays is not). One screenshot at a time per browser. A browser that exits or crashes costs
-the pages it was rendering (BrowserError), never the caller; the next page gets a new
-browser. Service worker registration is refused in every frame.
+by then; memory that stays is not). One screenshot at a time per browser. A browser that
+exits or crashes costs the pages it was rendering (BrowserError), never the caller; the next
+page gets a new browser. Service worker registration is refused in every frame.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class BrowserSettings:
     viewport: tuple[int, int] = (1280, 900)
     restart_after: int = 100  # pages per browser
     max_browser_mb: int = 600  # PSS of the browser's process tree
-    memory_every: float = 1.0  # seconds between samples of that memory while pages render
+    memory_every: float = 2.0  # seconds between samples of that memory while pages render
 
     def __post_init__(self) -> None:
         def bad(name: str, rule: str) -> BrowserError:
@@ -77,6 +77,7 @@ _INIT_SCRIPT = """(() => {
 })();"""
 
 _NETWORK_BUFFERS = {"maxTotalBufferSize": 0, "maxResourceBufferSize": 0, "maxPostDataSize": 0}
+HISTORY_TRIES = 50  # a tab whose history is not reset after that many tries (20 ms apart) is not reused
 
 
 # ---------------------------------------------------------------------- tabs
@@ -191,8 +192,8 @@ class Tab:
 
     async def reset(self) -> None:
         """Empty the tab for the next page: a blank document (the page's unload handlers
-        have run; session storage does not outlive it), and no cookies or storage left by
-        the page before; its history goes as the next page starts (PageRun._render). A
+        have run; session storage does not outlive it), no cookies or storage left by the
+        page before, and no history (history.length would count the pages before). A
         third-party frame's partitioned storage, keyed by the page's site as well, is left:
         it goes with the browser."""
         self.run = None
@@ -204,6 +205,15 @@ class Tab:
                                self.session))
         self.origins.clear()
         await asyncio.gather(*clears)
+        # refused while the blank page is still committing: asked again until it has
+        for attempt in range(HISTORY_TRIES):
+            try:
+                await send("Page.resetNavigationHistory", None, self.session)
+                return
+            except _Refused:
+                if attempt == HISTORY_TRIES - 1:
+                    raise
+                await asyncio.sleep(0.02)
 
     async def dispose(self) -> bool:
         """Close the tab and its context; False when the browser would not (within CLOSE_TIMEOUT)."""
@@ -273,8 +283,9 @@ class BrowserPool:
                     rendered = await PageRun(tab, self.settings, url, main, fetch, self._shots).run()
                 finally:
                     # before its tab is emptied for another page; a page the watcher saw is
-                    # not sampled again (each sample costs tens of milliseconds of CPU)
-                    if browser.memory_at < begun:
+                    # not sampled again (a sample costs tens of milliseconds of CPU), unless
+                    # the browser was past the cap: the page's own peak may have been that
+                    if browser.memory_at < begun or browser.over is not None:
                         await self._sample(browser)
                 rendered.timings["start"] = waited
                 kept = await self._empty(tab)

@@ -327,9 +327,6 @@ class PageRun:
             mark = now
 
         try:
-            # history.length would count the pages before; Chromium refuses this while a
-            # navigation is committing, so it is done here, on the blank page left by reset
-            await quiet(send("Page.resetNavigationHistory", None, session))
             nav = await send("Page.navigate", {"url": self.url}, session)
             if nav.get("errorText"):
                 raise self._error(f"the browser could not show the page: {nav['errorText']}")
