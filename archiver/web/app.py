@@ -3,9 +3,10 @@
 Pages: home (counts, latest captures, articles by publication date), a topic's timeline,
 search (FTS5, filters, a URL's versions as one hit, paging, and the same as JSON at
 /api/search), capture (headers, texts, provenance, citation, versions and word diffs),
-a raw view of each archived body, replay, and Atom feeds of the archived articles per topic
-and of all (/feeds/<topic>.atom, /feeds/all.atom; atom.py). Nothing here fetches from the web: the server
-reads the index, the text files and the WARCs. A capture's permalink, `/web/<timestamp>/<url>`,
+a raw view of each archived body, replay, a page's screenshot and rendered DOM when the
+browser captured it (screens.py), and Atom feeds of the archived articles per topic and of
+all (/feeds/<topic>.atom, /feeds/all.atom; atom.py). Nothing here fetches from the web: the
+server reads the index, the text files and the WARCs. A capture's permalink, `/web/<timestamp>/<url>`,
 is its capture page, with a citation and downloads of its WARC records and texts (citing.py).
 
 Two listeners, two origins: the UI (`--port`) serves the UI's own pages only, under a
@@ -36,7 +37,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
-from . import citing
+from . import citing, screens
 from ..decode import decode_text
 from .atom import ENTRIES, FeedLinks, atom_feed
 from .diffs import diff_texts
@@ -278,19 +279,29 @@ def create_app(storage_root: Path, index_url: str | None = None, store: StoreSet
             texts = {row.id: article, other.id: archive.text(other.id, "article")}
             diff = diff_texts(texts[older.id], texts[newer.id])
         return page(request, "capture.html", row=row, source=source, response=response,
+                    how=screens.how_captured(archive, source),
                     article=citing.marked_article(_shown(article), row), page_text=_shown(page_text), via=via,
                     versions=versions, removed=removed, diff=diff, older=older, newer=newer,
                     cite=citing.citation(request, archive, row, source, article_bytes if is_article else None,
                                          from_file))
 
-    def replay_frame(request: Request) -> Response:
+    def replay_frame(request: Request, rendered: bool = False) -> Response:
         cid = request.path_params["cid"]
         row = archive.row(cid)
         if row is None:
             return page(request, "error.html", status=404, message=f"no capture {cid} in this archive")
         source = archive.replay_row(row)
-        return page(request, "replay.html", row=row, source=source, address=row.final_url or row.url,
-                    when=(source or row).fetched_at, frame=f"/replay/{row.id}", back=row.id)
+        dom = screens.rendered_rows(archive, source)[0] if rendered else None
+        return page(request, "replay.html", row=row, source=source if dom or not rendered else None,
+                    address=row.final_url or row.url, when=(dom or source or row).fetched_at, rendered=rendered,
+                    frame=f"/{'rendered' if rendered else 'replay'}/{row.id}", back=row.id)
+
+    def screenshot(request: Request) -> Response:
+        row = archive.row(request.path_params["cid"])
+        if row is None:
+            return page(request, "error.html", status=404, message=f"no capture {request.path_params['cid']}")
+        return screens.screenshot_response(archive, row, lambda status, message: page(
+            request, "error.html", status=status, message=message))
 
     def web_page(request: Request) -> Response:
         """A permalink: the page of the capture it names, at the capture's own permalink (any
@@ -368,6 +379,8 @@ def create_app(storage_root: Path, index_url: str | None = None, store: StoreSet
     ui = Starlette(routes=[
         Route("/", bounded(home)), Route("/search", bounded(search_html)), Route("/api/search", bounded(search_api)),
         Route("/capture/{cid:int}", bounded(capture)), Route("/replay/{cid:int}", bounded(replay_frame)),
+        Route("/rendered/{cid:int}", bounded(lambda request: replay_frame(request, rendered=True))),
+        Route("/capture/{cid:int}/screenshot.png", bounded(screenshot)),
         Route("/raw/{cid:int}", bounded(raw)), Route("/web/{ts}/{url:path}", bounded(web_page)),
         Route("/capture/{cid:int}/{what}", bounded(capture_download)), Route("/topics/{topic}", bounded(topic_page)),
         Route("/feeds/all.atom", bounded(feed_all)), Route("/feeds/{topic}.atom", bounded(feed_topic)),

@@ -1,13 +1,15 @@
 """The replay origin of `archiver serve`: archived bytes, rewritten, on a port of their own.
 
-It serves only `/replay/ID` (one capture) and `/web/<timestamp>/<url>` (the capture of a URL
-nearest in time), plus `/healthz`. Keeping archived bytes off the browse UI's origin means
-nothing archived can ever run as, or be loaded as, part of the UI (a robots.txt captured as
-`application/javascript` is a script of the replay origin, not of the UI's). These responses
-are meant to be seen inside the UI's replay frame: a top-level navigation to them (a pasted
-link, a bookmark) is sent to the UI's page for the same address (for `/replay/ID` the frame
-around it; for `/web/…` the permalink, which is the capture's page and frames it when asked),
-so an archived page is never a top-level document where the frame's checks would not apply.
+It serves only `/replay/ID` (one capture), `/rendered/ID` (the DOM the browser left of a page
+it rendered, screens.py, rewritten and sealed as replay is) and `/web/<timestamp>/<url>` (the
+capture of a URL nearest in time), plus `/healthz`. Keeping archived bytes off the browse
+UI's origin means nothing archived can ever run as, or be loaded as, part of the UI (a
+robots.txt captured as `application/javascript` is a script of the replay origin, not of the
+UI's). These responses are meant to be seen inside the UI's replay frame: a top-level
+navigation to them (a pasted link, a bookmark) is sent to the UI's page for the same address
+(for `/replay/ID` and `/rendered/ID` the frame around it; for `/web/…` the permalink, which is
+the capture's page and frames it when asked), so an archived page is never a top-level
+document where the frame's checks would not apply.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from ..errors import StorageError, TooLarge
-from .replay import replay_body, replay_csp
+from .replay import Archived, replay_body, replay_csp
+from .screens import rendered_dom, rendered_rows
 from ..clock import parse_iso
 
 if TYPE_CHECKING:
@@ -96,10 +99,11 @@ def create_replay_app(archive: "Archive", env: "Environment", ui_port: int,
         body = env.get_template("missing.html").render(what=what)
         return HTMLResponse(body, status_code=404, headers=headers_for(request))
 
-    def replayed(request: Request, row: Any, ts: str) -> Response:
+    def replayed(request: Request, row: Any, ts: str, read: Callable[[], Archived] | None = None) -> Response:
+        """`read`: the document to show in place of the row's response (a rendered DOM)."""
         headers = headers_for(request)
         try:
-            archived = archive.read_response(row)
+            archived = read() if read is not None else archive.read_response(row)
         except (OSError, ValueError, StopIteration, StorageError) as e:
             return HTMLResponse(f"<p>capture {row.id}: cannot read its WARC record ({type(e).__name__})</p>", 500,
                                 headers=headers)
@@ -130,6 +134,15 @@ def create_replay_app(archive: "Archive", env: "Environment", ui_port: int,
             return missing(request, f"capture {cid}")
         return replayed(request, source, timestamp14(source.fetched_at))
 
+    def rendered(request: Request) -> Response:
+        cid = request.path_params["cid"]
+        row = archive.row(cid)
+        source = archive.replay_row(row) if row is not None else None
+        dom = rendered_rows(archive, source)[0]
+        if source is None or dom is None:
+            return missing(request, f"a page rendered by the browser for capture {cid}")
+        return replayed(request, source, timestamp14(source.fetched_at), lambda: rendered_dom(archive, dom))
+
     def web(request: Request) -> Response:
         ts, url = request.path_params["ts"], web_url(request)
         row = archive.nearest(url, ts)
@@ -149,6 +162,7 @@ def create_replay_app(archive: "Archive", env: "Environment", ui_port: int,
         return JSONResponse({"status": "ok"})
 
     return Starlette(routes=[
-        Route("/replay/{cid:int}", bounded(capture)), Route("/web/{ts}/{url:path}", bounded(web)),
+        Route("/replay/{cid:int}", bounded(capture)), Route("/rendered/{cid:int}", bounded(rendered)),
+        Route("/web/{ts}/{url:path}", bounded(web)),
         Route("/healthz", healthz),
     ])
