@@ -62,15 +62,16 @@ def loc_path(data: Any, loc: tuple[Any, ...]) -> str:
     return ".".join(out) or "(top level)"
 
 
-def validation_problems(file: str, root: yaml.Node | None, data: Any,
-                              err: ValidationError) -> list[ConfigProblem]:
+def validation_problems(file: str, root: yaml.Node | None, data: Any, err: ValidationError,
+                        model: type[BaseModel] = Config) -> list[ConfigProblem]:
+    """`model` is what was validated against `data` (for the did-you-mean of unknown keys)."""
     problems = []
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         msg = e["msg"].removeprefix("Value error, ")
         value: Any = None
         if e["type"] == "extra_forbidden":
-            msg = "unknown key" + _did_you_mean(loc)
+            msg = "unknown key" + _did_you_mean(loc, model)
             value = None
         elif e["type"] == "missing":
             msg = "required key is missing"
@@ -86,9 +87,9 @@ def validation_problems(file: str, root: yaml.Node | None, data: Any,
     return problems
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+def _model_at(loc: tuple[Any, ...], top: type[BaseModel] = Config) -> type[BaseModel] | None:
     """The settings model that holds the last key of `loc` (list indexes skipped)."""
-    model: Any = Config
+    model: Any = top
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
@@ -108,10 +109,10 @@ def _inner_model(annotation: Any) -> Any:
     return annotation
 
 
-def _did_you_mean(loc: tuple[Any, ...]) -> str:
+def _did_you_mean(loc: tuple[Any, ...], top: type[BaseModel] = Config) -> str:
     if not loc or not isinstance(loc[-1], str):
         return ""
-    model = _model_at(loc)
+    model = _model_at(loc, top)
     if model is None:
         return ""
     names = list(model.model_fields)

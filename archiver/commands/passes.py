@@ -32,6 +32,10 @@ def check_config_cmd(config: str) -> int:
         return 2
     click.echo("ok")
     for outlet in cfg.config.outlets:
+    if cfg.outlet_files:
+        own = len(cfg.config.outlets) - sum(n for _, n in cfg.outlet_files)
+        parts = [f"{own:,} in {config}"] + [f"{n:,} from {name}" for name, n in cfg.outlet_files]
+        click.echo(f"{len(cfg.config.outlets):,} outlets: {', '.join(parts)}")
         if outlet.headers or outlet.cookies:
             what = [f"header {name}: [redacted]" for name in outlet.headers]
             what += [f"cookie {name}=[redacted]" for name in outlet.cookies]

