@@ -30,6 +30,8 @@ class OutletStats:
     unchanged: int = 0  # ... of which had not changed (304 or the same payload)
     updated: int = 0  # ... of which had changed: a new capture linked to the previous one
     sitemap_too_old: int = 0  # sitemap entries left out by discover.max_age_days
+    sources_not_due: int = 0  # feeds, pages, sitemaps not fetched: an adaptive schedule has them due later
+    next_source_due: tuple[str, str] | None = None  # (when, URL) of the first of those
     requisites: int = 0  # stylesheets, images, fonts... fetched for kept pages
     requisites_reused: int = 0  # ... named again and not fetched: captured within capture.requisites.refresh
     requisites_failed: int = 0
@@ -42,7 +44,7 @@ class OutletStats:
         return {k: getattr(self, k) for k in ("discovered", "on_topic", "fetched", "archived", "robots",
                                                "failed", "blocked", "skipped_known", "not_due", "refetched",
                                                "unchanged", "updated", "requisites", "requisites_reused",
-                                               "requisites_failed", "sitemap_too_old")}
+                                               "requisites_failed", "sitemap_too_old", "sources_not_due")}
 
     def article_failed(self, url: str, reason: str) -> None:
         self.failed += 1

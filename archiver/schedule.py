@@ -85,9 +85,10 @@ def next_run_times(cfg: LoadedConfig) -> dict[str, datetime]:
 
 def make_trigger(outlet: Outlet, jitter_fraction: float) -> IntervalTrigger | CronTrigger:
     sched = outlet.schedule
-    if sched.every is not None:
-        return IntervalTrigger(seconds=sched.every, timezone=timezone.utc,
-                               jitter=int(sched.every * jitter_fraction) or None)
+    # an adaptive schedule's job runs every `min`; each pass fetches only the feeds due then
+    every = sched.shortest
+    if every is not None:
+        return IntervalTrigger(seconds=every, timezone=timezone.utc, jitter=int(every * jitter_fraction) or None)
     assert sched.cron is not None
     trigger = CronTrigger.from_crontab(sched.cron, timezone=timezone.utc)
     now = datetime.now(timezone.utc)
@@ -106,8 +107,8 @@ def pass_due_by(outlet: Outlet, jitter_fraction: float, since: float) -> float:
     """When (epoch seconds) a working scheduler has surely started a pass of this outlet, counting
     from `since`: after two of its intervals, their jitter and PASS_START_GRACE."""
     sched = outlet.schedule
-    if sched.every is not None:
-        return since + sched.every * (2 + jitter_fraction) + PASS_START_GRACE
+    if sched.shortest is not None:
+        return since + sched.shortest * (2 + jitter_fraction) + PASS_START_GRACE
     assert sched.cron is not None
     trigger = CronTrigger.from_crontab(sched.cron, timezone=timezone.utc)
     first = trigger.get_next_fire_time(None, datetime.fromtimestamp(since, timezone.utc))
@@ -411,7 +412,7 @@ class Schedule:
             job = existing.pop(outlet.name, None)
             if job is None:
                 # a new outlet gets its first pass soon, spread a little so outlets do not start together
-                first = now + timedelta(seconds=random.uniform(0, min(5.0, (outlet.schedule.every or 60) / 10)))
+                first = now + timedelta(seconds=random.uniform(0, min(5.0, (outlet.schedule.shortest or 60) / 10)))
                 self._scheduler.add_job(self._job, trigger, args=args, id=outlet.name, name=outlet.name,
                                         next_run_time=first, replace_existing=True)
                 log.info("scheduled %s: %s, first pass at %s", outlet.name, trigger, first.isoformat())

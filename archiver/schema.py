@@ -6,12 +6,12 @@ what the code reads and writes through. A change here goes with a new migration.
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, Index, Integer, LargeBinary, MetaData, Table, Text,
+from sqlalchemy import (BigInteger, Column, Float, Index, Integer, LargeBinary, MetaData, Table, Text,
                         UniqueConstraint)
 
 # the newest migration; an index at this revision needs no Alembic run (Alembic is imported
 # only to change a schema, which keeps every process that merely opens the index small)
-HEAD = "0004"
+HEAD = "0005"
 
 # SQLite's rowid alias must be declared INTEGER; PostgreSQL gets 64-bit keys
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -161,4 +161,23 @@ page_texts = Table(
     Column("title", Text),
     Column("published", Text),
     Column("text_z", LargeBinary, nullable=False),
+)
+
+# When each discovery document of an outlet on an adaptive schedule was polled and is due again
+# (polling.py): one row per outlet and document URL. `items` and `watched` are the age-weighted
+# new items seen and seconds watched (their ratio the feed's estimated rate); `listed` the
+# digests of the URLs the last poll listed, to tell which are new at the next.
+document_polls = Table(
+    "document_polls", metadata,
+    Column("outlet", Text, primary_key=True),
+    Column("url", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # feed | page | sitemap | search
+    Column("polled_at", Text, nullable=False),  # the last poll that read the document
+    Column("due_at", Text, nullable=False),
+    Column("interval", Float, nullable=False),  # seconds
+    Column("items", Float, nullable=False, server_default="0"),
+    Column("watched", Float, nullable=False, server_default="0"),
+    Column("polls", Integer, nullable=False, server_default="0"),
+    Column("changed_at", Text),  # the last poll that found new URLs
+    Column("listed", Text, nullable=False, server_default="[]"),
 )

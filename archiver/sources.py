@@ -26,6 +26,7 @@ from .fetch import Fetcher
 from .index import FAILED, ROBOTS, CaptureRow, Index
 from .listings import listing_links, search_urls
 from .outletrun import OutletRun, unexpected
+from .polling import OutletPolls
 from .sitemaps import parse_sitemap
 from .urls import host_key
 from .warc import read_payload
@@ -166,6 +167,9 @@ class Sources:
         cfg = self.recorder.cfg
         outlet, limits = run.outlet, cfg.config.discover
         found: dict[str, Candidate] = {}
+        # an adaptive schedule: only the documents due are fetched; each poll's URLs tell when next
+        polls = OutletPolls.start(self.index, outlet.name, outlet.schedule) if outlet.schedule.adaptive else None
+        listed: dict[tuple[str, str], list[str]] = {}  # (kind, URL) -> the URLs a document read named
 
         def add(cands: list[Candidate], record_id: str) -> None:
             for c in cands:
@@ -188,13 +192,25 @@ class Sources:
                 self.unusable(got, parsed.problem, run)
             elif parsed.note:
                 self.gave_nothing(got, parsed.note, run)
+            listed["feed", url] = [c.url for c in parsed.entries]
             add(parsed.entries, got.record_id)
 
         def read_page(kind: str) -> Callable[[str, Document], Awaitable[None]]:
             async def read(url: str, got: Document) -> None:
                 text = decode_text(got.body[:MAX_PAGE_BYTES], got.content_type).text
-                add(await self._off_loop(listing_links, text, got.url, kind), got.record_id)
+                links = await self._off_loop(listing_links, text, got.url, kind)
+                listed[kind, url] = [c.url for c in links]
+                add(links, got.record_id)
             return read
+
+        def due(urls: list[str]) -> list[str]:
+            return polls.due(urls) if polls is not None else urls
+
+        async def one(url: str, kind: str, read: Callable[[str, Document], Awaitable[None]],
+                      probe: bool = False) -> None:
+            await self._one(fetcher, url, run, kind, read, probe=probe)
+            if polls is not None:
+                polls.polled(url, kind, listed.pop((kind, url), None))
 
         sitemap_urls = [u for u in outlet.sitemaps if u != "auto"]
         probes: list[str] = []  # well-known paths tried when robots.txt names no sitemap
@@ -214,7 +230,8 @@ class Sources:
                     probes = [u for u in (host_key(base) + p for p in WELL_KNOWN_SITEMAPS) if u not in sitemap_urls]
 
         async def sitemaps() -> None:
-            queue = list(sitemap_urls) + probes
+            queue = due(list(sitemap_urls) + probes)
+            top = set(queue)  # a sitemap index's children are read whenever it is
             seen: set[str] = set()
 
             async def read_sitemap(url: str, got: Document) -> None:
@@ -240,15 +257,24 @@ class Sources:
                 if url in seen:
                     continue
                 seen.add(url)
-                await self._one(fetcher, url, run, "sitemap", read_sitemap, probe=url in probes)
+                if url in top:
+                    await one(url, "sitemap", read_sitemap, probe=url in probes)
+                else:
+                    await self._one(fetcher, url, run, "sitemap", read_sitemap, probe=url in probes)
 
         terms = sorted({t for topic in cfg.topics_for(outlet) for t in (*topic.any, *topic.all)})
-        jobs = [self._one(fetcher, u, run, "feed", read_feed) for u in outlet.feeds]
-        jobs += [self._one(fetcher, u, run, "page", read_page("page")) for u in outlet.listing_pages()]
-        jobs += [self._one(fetcher, u, run, "search", read_page("search"))
-                 for tpl in outlet.search for u in search_urls(tpl, terms)]
+        jobs = [one(u, "feed", read_feed) for u in due(outlet.feeds)]
+        jobs += [one(u, "page", read_page("page")) for u in due(outlet.listing_pages())]
+        jobs += [one(u, "search", read_page("search"))
+                 for u in due([u for tpl in outlet.search for u in search_urls(tpl, terms)])]
         jobs.append(sitemaps())
         await asyncio.gather(*jobs)
+        if polls is not None and polls.skipped:
+            run.stats.sources_not_due = len(polls.skipped)
+            run.stats.next_source_due = polls.next_due()
+            when, url = run.stats.next_source_due or ("", "")
+            log.info("%s: %d sources not due yet (adaptive schedule); the next, %s, at %s",
+                     run.name, len(polls.skipped), url, when[:19])
         return list(found.values())
 
 

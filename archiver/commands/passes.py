@@ -17,6 +17,7 @@ from rich.table import Table
 from ..config import LoadedConfig, load_config
 from ..crawl import PassResult
 from ..errors import ArchiverError, ConfigError
+from ..index import Index
 from .common import err_console, open_index, out_console, setup_logging
 
 
@@ -31,11 +32,11 @@ def check_config_cmd(config: str) -> int:
             click.echo(str(p))
         return 2
     click.echo("ok")
-    for outlet in cfg.config.outlets:
     if cfg.outlet_files:
         own = len(cfg.config.outlets) - sum(n for _, n in cfg.outlet_files)
         parts = [f"{own:,} in {config}"] + [f"{n:,} from {name}" for name, n in cfg.outlet_files]
         click.echo(f"{len(cfg.config.outlets):,} outlets: {', '.join(parts)}")
+    for outlet in cfg.config.outlets:
         if outlet.headers or outlet.cookies:
             what = [f"header {name}: [redacted]" for name in outlet.headers]
             what += [f"cookie {name}=[redacted]" for name in outlet.cookies]
@@ -104,6 +105,10 @@ def crawl_and_report(cfg: LoadedConfig, outlets: tuple[str, ...] = (), show_prog
         if s.sitemap_too_old and max_age is not None:  # why an old sitemap found nothing
             out.print(f"{s.outlet}: {s.sitemap_too_old} sitemap entries older than {max_age:g} days skipped "
                               "(discover.max_age_days)", markup=False, highlight=False)
+        if s.sources_not_due and s.next_source_due:  # why a pass fetched fewer feeds than configured
+            when, url = s.next_source_due
+            out.print(f"{s.outlet}: {s.sources_not_due} feeds, pages or sitemaps not due yet (adaptive schedule); "
+                      f"the next, {url}, at {when[:19]}", markup=False, highlight=False)
     problems = [(s.outlet, s.errors, s.failures, s.failed) for s in result.outlets if s.errors or s.failures]
     if problems:
         out.print("[bold]problems[/bold] (the first of each outlet; all are in the index):")
@@ -190,6 +195,7 @@ def status(config: str) -> int:
     with index:
         last = index.last_passes()
         totals = index.article_totals()
+        adaptive = _adaptive_lines(cfg, index)
     for o in cfg.config.outlets:
         r = last.get(o.name)
         counts = r.counts.as_dict() if r is not None and r.counts is not None else {}
@@ -199,9 +205,30 @@ def status(config: str) -> int:
                   str(counts.get("failed", "")), nxt.strftime("%Y-%m-%dT%H:%M:%S") if nxt else "not scheduled",
                   (r.error or "")[:120] if r else "")
     out_console().print(t)
+    for line in adaptive:
+        out_console().print(line, markup=False, highlight=False)
     out_console().print(f"totals: {totals['passes']} passes; articles: {totals['archived']} archived, "
                         f"{totals['updated']} updated, {totals['failed']} failing", markup=False, highlight=False)
     return 0
+
+
+def _adaptive_lines(cfg: LoadedConfig, index: Index) -> list[str]:
+    """For each outlet on an adaptive schedule: its bounds and which of its feeds and pages is due next."""
+    from ..polling import OutletPolls, duration_text
+
+    lines = []
+    for o in cfg.config.outlets:
+        if not o.schedule.adaptive:
+            continue
+        try:
+            polls = OutletPolls.start(index, o.name, o.schedule)
+        except ArchiverError:  # an index from before adaptive polling: nothing polled adaptively yet
+            continue
+        nxt = polls.upcoming(list(o.feeds) + o.listing_pages())
+        lines.append(f"{o.name}: feeds and pages polled every {duration_text(o.schedule.shortest or 0)} to "
+                     f"{duration_text(o.schedule.longest or 0)}"
+                     + (f"; next due: {nxt[1]} at {nxt[0][:19]}" if nxt else ""))
+    return lines
 
 
 @click.command()

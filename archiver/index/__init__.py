@@ -14,11 +14,12 @@ Index.reading(), which turn every database error into a StorageError naming the 
 
 from .database import (INDEX_FILE, current_revision, display_url, index_url, job_run_times, migrate,
                        run_migrations)
+from .polls import PollRow
 from .queries import Index
 from .records import (ARCHIVED, BLOCKED, DUPLICATE, FAILED, NOT_MODIFIED, OFF_TOPIC, ROBOTS, UNCHANGED, CaptureRow,
                       OutboxRow, Overview, PageText, PassCounts, PassRow, RecordSpan, WarcFileRow, row_to_public)
 
 __all__ = ["ARCHIVED", "BLOCKED", "DUPLICATE", "FAILED", "INDEX_FILE", "NOT_MODIFIED", "OFF_TOPIC", "ROBOTS",
            "UNCHANGED", "CaptureRow", "Index", "OutboxRow", "Overview", "PageText", "PassCounts", "PassRow",
-           "RecordSpan", "WarcFileRow", "current_revision", "display_url", "index_url", "job_run_times", "migrate",
-           "row_to_public", "run_migrations"]
+           "PollRow", "RecordSpan", "WarcFileRow", "current_revision", "display_url", "index_url", "job_run_times",
+           "migrate", "row_to_public", "run_migrations"]

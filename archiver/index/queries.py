@@ -27,6 +27,7 @@ from .records import (ARCHIVED, DUPLICATE, FAILED, NOT_MODIFIED, OFF_TOPIC, UNCH
 from .outbox import OutboxQueries, _outbox_values
 from .overview import OverviewQueries
 from .passes import PassQueries
+from .polls import PollQueries
 from .texts import PAGE_TEXT_LEVEL, PageTextQueries
 
 log = logging.getLogger("archiver.index")
@@ -41,7 +42,7 @@ class CaptureWatcher(Protocol):
     def plan(self, row: CaptureRow, index: "Index") -> Callable[[CaptureRow], list[OutboxRow]] | None: ...
 
 
-class Index(PassQueries, OverviewQueries, PageTextQueries, OutboxQueries):
+class Index(PassQueries, OverviewQueries, PageTextQueries, OutboxQueries, PollQueries):
     """Open with `Index.open(storage_root)`; use as a context manager or call close()."""
 
     def __init__(self, engine: Engine, url: str, readonly: bool):

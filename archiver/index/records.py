@@ -93,6 +93,7 @@ class PassCounts:
     unchanged: int | None = None
     updated: int | None = None
     sitemap_too_old: int | None = None
+    sources_not_due: int | None = None
     requisites: int | None = None
     requisites_reused: int | None = None
     requisites_failed: int | None = None

@@ -35,11 +35,27 @@ class Topic(_Model):
 class Schedule(_Model):
     every: Optional[float] = None
     cron: Optional[str] = None
+    # adaptive polling (polling.py): each feed between these, starting at `every`
+    min: Optional[float] = None
+    max: Optional[float] = None
 
-    @field_validator("every", mode="before")
+    @field_validator("every", "min", "max", mode="before")
     @classmethod
     def _every(cls, v: Any) -> Optional[float]:
         return None if v is None else parse_duration(v)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.min is not None or self.max is not None
+
+    @property
+    def shortest(self) -> Optional[float]:
+        """How often the outlet's job runs: `min` when adaptive, else `every` (None: cron)."""
+        return self.min if self.min is not None else self.every
+
+    @property
+    def longest(self) -> Optional[float]:
+        return self.max if self.max is not None else self.every
 
     @field_validator("cron")
     @classmethod
@@ -54,6 +70,14 @@ class Schedule(_Model):
             raise ValueError("give exactly one of 'every' or 'cron'")
         if self.every is not None and self.every < 1:
             raise ValueError("'every' must be at least 1 second")
+        if self.adaptive:
+            if self.every is None:
+                raise ValueError("'min' and 'max' go with 'every' (the interval a feed starts at), not with 'cron'")
+            lo, hi = self.shortest or 0.0, self.longest or 0.0
+            if lo < 1:
+                raise ValueError("'min' must be at least 1 second")
+            if not lo <= self.every <= hi:
+                raise ValueError(f"give min <= every <= max (got min {lo:g}s, every {self.every:g}s, max {hi:g}s)")
         return self
 
 
