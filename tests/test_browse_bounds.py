@@ -82,7 +82,9 @@ def test_a_diff_of_two_large_articles_answers_and_the_server_stays_responsive(bi
         status, _, body = out[0]
         assert status == 200
         assert "diff too large" in body and "corrected" in body
-        assert body.count("<ins>corrected</ins>") > 100  # each changed paragraph, word by word
+        # each changed paragraph word by word, unless the machine was too slow for that within
+        # the diff's time budget: then it says so and shows the changed part whole
+        assert body.count("<ins>corrected</ins>") > 100 or "too long to compare" in body
         # the other pages of that capture, and its replay, answer too
         for url in (f"{base}/capture/{big.new}", f"{base}/raw/{big.new}", f"{replay}/replay/{big.new}",
                     f"{base}/search?q=corrected", f"{base}/"):
@@ -142,7 +144,7 @@ def test_a_diff_over_its_time_budget_is_coarser_but_still_true():
     quick = diff_texts("\n".join(old), "\n".join(new), seconds=0.0)
     assert any("too long to compare" in n for n in quick.notes)
     assert apply(quick.lines, old) == new
-    full = diff_texts("\n".join(old), "\n".join(new))
+    full = diff_texts("\n".join(old), "\n".join(new), seconds=60.0)  # time enough on a loaded machine
     assert full.notes == [] and apply(full.lines, old) == new
     assert sum(tag == REMOVED for tag, _ in full.lines) < sum(tag == REMOVED for tag, _ in quick.lines)
 
