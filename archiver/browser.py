@@ -41,8 +41,9 @@ class BrowserSettings:
     pages_at_once: int = 2
     page_timeout: float = 30.0  # seconds for one page, from its navigation to its last exchange
     settle_timeout: float = 5.0  # cap on each wait for the network to go quiet
-    scroll: bool = True  # scroll to the bottom (lazy images, infinite lists) before capturing
+    scroll: bool = True  # stretch the viewport over the page (lazy images, growing lists) before capturing
     screenshot: bool = True
+    screenshot_max_height: int = 8192  # a taller page's shot is cut at this height
     viewport: tuple[int, int] = (1280, 900)
     restart_after: int = 100  # pages per browser
     max_browser_mb: int = 600  # PSS of the browser's process tree
@@ -61,6 +62,8 @@ class BrowserSettings:
         if (len(self.viewport) != 2 or not all(isinstance(v, int) and 100 <= v <= MAX_SCREENSHOT_PX
                                                for v in self.viewport)):
             raise bad("viewport", f"must be (width, height) in pixels, each 100 to {MAX_SCREENSHOT_PX}")
+        if not 100 <= self.screenshot_max_height <= MAX_SCREENSHOT_PX:
+            raise bad("screenshot_max_height", f"must be 100 to {MAX_SCREENSHOT_PX} pixels")
         if self.restart_after < 1:
             raise bad("restart_after", "must be at least 1 page")
         if self.max_browser_mb < 1:

@@ -79,6 +79,7 @@ def needs_browser(ex: Extraction, body: bytes) -> str | None:
 def engine_settings(s: BrowserCaptureSettings) -> BrowserSettings:
     return BrowserSettings(executable=s.executable, pages_at_once=s.pages_at_once, page_timeout=s.page_timeout,
                            settle_timeout=s.settle_timeout, scroll=s.scroll, screenshot=s.screenshot,
+                           screenshot_max_height=s.screenshot_max_height,
                            viewport=s.size, restart_after=s.restart_after, max_browser_mb=s.max_browser_mb)
 
 
@@ -213,6 +214,8 @@ class BrowserCapture:
             self._rendering -= 1
             if self._rendering == 0:
                 self._idle = asyncio.ensure_future(self._close_when_idle())
+        log.debug("%s: rendered in %.2f s (%s)", page.url, r.timings.get("total", 0.0),
+                  ", ".join(f"{k} {v:.2f}" for k, v in r.timings.items() if k != "total"))
         if r.blocked:
             log.info("%s: %d requests of the page refused: %s", page.url, len(r.blocked), "; ".join(r.blocked[:10]))
         return Rendering(r.dom.encode("utf-8", "replace"), r.screenshot, list(r.blocked),

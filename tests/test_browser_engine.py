@@ -239,22 +239,71 @@ def test_lazy_images_are_fetched_only_after_scrolling():
     assert requested(server, "/lazy.png") == 1 and requested(server, "/observed.png") == 1
 
 
+def test_lazy_loaders_that_watch_scroll_events_and_lists_that_grow_are_loaded_within_bounds():
+    # an older kind of lazy loader: on a scroll event (throttled, as they are), swap in the
+    # src of images whose box is within the viewport; and an endless list that appends a
+    # screenful whenever its end is in view, each time with one more image
+    script = """
+      let waiting = false, added = 0;
+      function check() {
+        waiting = false;
+        for (const img of document.querySelectorAll('img[data-src]'))
+          if (img.getBoundingClientRect().top < window.innerHeight) { img.src = img.dataset.src; img.removeAttribute('data-src'); }
+        const end = document.getElementById('end');
+        if (end.getBoundingClientRect().top < window.innerHeight) {
+          added++;
+          const more = document.createElement('div');
+          more.innerHTML = "<div style='height:3000px'>more</div><img src=/more" + added + ".png width=5 height=5 alt=''>";
+          end.before(more);
+        }
+      }
+      window.addEventListener('scroll', () => { if (!waiting) { waiting = true; setTimeout(check, 150); } });
+    """
+    page = html("<div style='height:5000px'>The top of a long article.</div>"
+                "<img data-src=/handled.png width=20 height=20 alt=''><div id=end></div>"
+                f"<script>{script}</script>")
+    routes = {"/long": serve(page), "/handled.png": serve(response(PNG, "image/png"))}
+    routes.update({f"/more{i}.png": serve(response(PNG, "image/png")) for i in range(1, 20)})
+    with RawServer(routes) as server:
+        async def go(scroll: bool) -> Rendered:
+            f = fetcher()
+            pool = BrowserPool(settings(scroll=scroll, screenshot=False))
+            try:
+                return await render(pool, f, server.url("/long"))
+            finally:
+                await pool.aclose()
+                await f.aclose()
+
+        unscrolled = asyncio.run(go(scroll=False))
+        scrolled = asyncio.run(go(scroll=True))
+    assert server.url("/handled.png") not in urls(unscrolled)
+    assert server.url("/handled.png") in urls(scrolled)
+    grown = [u for u in urls(scrolled) if "/more" in u]
+    # the list grew while it was in view, and stopped growing: the capture was bounded
+    assert server.url("/more1.png") in grown and 1 <= len(grown) < 19
+    assert "more" in scrolled.dom
+
+
 def test_screenshot_is_a_png_of_the_full_page_height_and_the_viewport_width():
     # a ticker running off to the side does not widen the shot (it made 15,000 px wide ones)
     with RawServer({"/tall": serve(html("<div style='width:9000px;white-space:nowrap'>ticker</div>"
                                         "<div style='height:2980px;background:#369'>tall</div>",
                                         "<style>body{margin:0} div{height:20px}</style>"))}) as server:
-        async def go() -> Rendered:
+        async def go(**kw: Any) -> Rendered:
             f = fetcher()
-            pool = BrowserPool(settings(viewport=(1280, 900)))
+            pool = BrowserPool(settings(viewport=(1280, 900), **kw))
             try:
                 return await render(pool, f, server.url("/tall"))
             finally:
                 await pool.aclose()
                 await f.aclose()
         r = asyncio.run(go())
-    assert r.screenshot is not None
+        # a page taller than screenshot_max_height: its top, that tall
+        cut = asyncio.run(go(screenshot_max_height=1200))
+    assert r.screenshot is not None and cut.screenshot is not None
     assert png_size(r.screenshot) == (1280, 3000)
+    assert png_size(cut.screenshot) == (1280, 1200)
+    assert "tall" in cut.dom  # the DOM is the whole page all the same
 
 
 # ---------------------------------------------------------------------- what does not get out

@@ -45,8 +45,11 @@ class BrowserCaptureSettings(_Model):
     pages_at_once: int = Field(2, ge=1, le=64)
     page_timeout: float = 30.0  # one page, from its navigation to its last request
     settle_timeout: float = 5.0  # at most this long waiting for the network to go quiet
-    scroll: bool = True  # scroll to the end first, so lazy images and text load
+    scroll: bool = True  # show the whole page first (a viewport as tall as it), so lazy images and text load
     screenshot: bool = True
+    # a taller page's screenshot is its top this tall: the shot's pixels are held several
+    # times over by the browser while it is taken (~290 MB at 16,384 px, ~150 at 8,192)
+    screenshot_max_height: int = Field(8192, ge=100, le=16384)
     viewport: str = "1280x900"  # WIDTHxHEIGHT in pixels
     restart_after: int = Field(100, ge=1)  # pages, then a fresh browser
     max_browser_mb: int = Field(600, ge=1)  # past this (PSS of its processes) the browser is restarted
