@@ -13,13 +13,15 @@ first use in about a minute, served by nginx on 127.0.0.10-30), in this order:
    article kept (a topic that matches "the"), with the peak memory of the main process and
    of the largest extraction worker, at the default `fetch.concurrency` (16), then the
    10,000 again at 32 (each place holds a fetched page until it is written);
-4. `archiver dump` and `archiver verify` of every capture of the 10,000-article archive;
-5. `archiver serve` on that archive: every kind of page of the UI and the replay origin,
+4. capture modes: `requisites` on 1,000 articles (against html mode's pages/s at 1,000) and
+   `browser` on 100 (Chromium, 2 pages at once: pages/s and the browser's peak PSS);
+5. `archiver dump` and `archiver verify` of every capture of the 10,000-article archive;
+6. `archiver serve` on that archive: every kind of page of the UI and the replay origin,
    p95 (browse.py): search, /api/search and capture pages, and the slowest kind.
 
 Prints one table (figure, archiver, wget, ratio, target, met) and a JSON line. Exit 0 when
 every run worked (targets not met are reported, not fatal). Loopback only; nginx is stopped
-at the end. About 7 minutes on 2 cores once the site exists.
+at the end. About 9 minutes on 2 cores once the site exists.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from browse import POOLED, measure as measure_browse, percentile, pooled, slowest  # noqa: E402
-from site_pass import make_config  # noqa: E402
+from site_pass import BrowserPeak, make_config, warc_bytes  # noqa: E402
 from vs_wget import compare, make_site, needs_tools, serve, stop  # noqa: E402
 
 EXE = Path(sys.executable).with_name("archiver")
@@ -51,23 +53,27 @@ RESOURCES = re.compile(r"resources: ([\d.]+) s CPU, peak memory (\d+) MB(?:; ext
                        r"(?:, peak memory (\d+) MB)?)?")
 
 
-def crawl(site: Path, storage: Path, per_outlet: int | None, concurrency: int = 16) -> dict:
+def crawl(site: Path, storage: Path, per_outlet: int | None, concurrency: int = 16, capture: str = "html") -> dict:
     """`archiver crawl` of the whole site (or `per_outlet` articles of each outlet), all kept,
-    with `fetch.concurrency` (16 is archiver's default)."""
+    with `fetch.concurrency` (16 is archiver's default) and `capture.mode`."""
     # read in a child, keeping only what the config needs: the whole manifest is ~250 MB of
     # Python objects, and ru_maxrss of a process started later by this one would include them
     manifest = json.loads(subprocess.check_output([sys.executable, "-c", SLIM_MANIFEST, str(site / "manifest.json")]))
     shutil.rmtree(storage, ignore_errors=True)
     storage.mkdir(parents=True)
-    config = make_config(manifest, storage).replace("topics:\n", 'topics:\n  - name: everything\n    any: ["the"]\n', 1)
+    config = make_config(manifest, storage, capture=capture).replace("topics:\n", 'topics:\n  - name: everything\n    any: ["the"]\n', 1)
     if per_outlet:
         config = config.replace("max_candidates_per_outlet: 100000", f"max_candidates_per_outlet: {per_outlet}")
     config = config.replace("  concurrency: 32\n", f"  concurrency: {concurrency}\n")
     (storage / "bench.yaml").write_text(config, encoding="utf-8")
     t0 = time.perf_counter()
-    proc = subprocess.run([str(EXE), "crawl", "--config", str(storage / "bench.yaml"), "--no-progress"],
-                          capture_output=True, text=True)
+    child = subprocess.Popen([str(EXE), "crawl", "--config", str(storage / "bench.yaml"), "--no-progress"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    browser = BrowserPeak(child.pid)
+    out, err = child.communicate()
     wall = time.perf_counter() - t0
+    browser.stop()
+    proc = subprocess.CompletedProcess(child.args, child.returncode, out, err)
     if proc.returncode != 0:
         raise RuntimeError(f"archiver crawl failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
     m = RESOURCES.search(proc.stdout)
@@ -81,7 +87,7 @@ def crawl(site: Path, storage: Path, per_outlet: int | None, concurrency: int = 
     return {"articles": fetched, "archived": states.get("archived", 0), "seconds": wall,
             "pages_per_s": fetched / wall, "main_rss_mb": int(m.group(2)),
             "worker_rss_mb": int(m.group(4) or 0), "main_cpu_ms": 1000 * main_cpu / fetched,
-            "extract_cpu_ms": 1000 * worker_cpu / fetched}
+            "extract_cpu_ms": 1000 * worker_cpu / fetched, **browser.figures(), **warc_bytes(storage)}
 
 
 def timed(cmd: list[str]) -> float:
@@ -163,6 +169,19 @@ def main() -> int:
                      "<= 60", 0 < big["worker_rss_mb"] <= 60))
         rows.append(("10k at concurrency 32: pages/s", f"{wide['pages_per_s']:.0f}", "", "", "", None))
         rows.append(("10k at concurrency 32: main MB", f"{wide['main_rss_mb']}", "", "", "", None))
+
+        step("capture mode requisites, 1,000 articles (images on the site's CDN host)")
+        req = result["requisites_1k"] = crawl(a.site, a.out / "requisites-1k", 50, capture="requisites")
+        share = req["pages_per_s"] / small["pages_per_s"]
+        rows.append(("requisites mode pages/s", f"{req['pages_per_s']:.0f}", "", f"{share:.2f}x html",
+                     ">= 0.60x html mode", share >= 0.6))
+        rows.append(("requisites mode WARC KB/article", f"{req['warc_bytes_per_article'] / 1024:.0f}",
+                     "", f"html {small['warc_bytes_per_article'] / 1024:.0f}", "", None))
+        step("capture mode browser, 100 articles, 2 pages at once")
+        brw = result["browser_100"] = crawl(a.site, a.out / "browser-100", 5, capture="browser")
+        rows.append(("browser mode pages/s", f"{brw['pages_per_s']:.2f}", "", "", ">= 3", brw["pages_per_s"] >= 3))
+        rows.append(("browser mode peak PSS MB", f"{brw.get('browser_peak_pss_mb', 0)}", "", "", "<= 600",
+                     0 < brw.get("browser_peak_pss_mb", 0) <= 600))
     finally:
         stop(a.site)
 
