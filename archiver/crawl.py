@@ -39,6 +39,7 @@ from .outletrun import OutletRun, OutletStats, unexpected
 from .page_requisites import PageRequisites
 from .polite import Gates, SharedTurns, Ticket
 from .recover import open_archive
+from .rerender import FetchedAgain, rendered_before, same_rendering
 from .settings import Outlet
 from .sources import WELL_KNOWN_SITEMAPS, Sources, validators
 from .topics import TopicMatcher
@@ -64,9 +65,6 @@ class PassResult:
 
 Progress = Callable[[str, int, int], None]  # (event, advance, total-delta)
 Observer = Callable[[int | None, str | None], None]  # after every exchange: (HTTP status, failure reason)
-
-
-
 
 
 class Pass:
@@ -173,10 +171,12 @@ class Pass:
 
     async def _candidate(self, c: Candidate, run: OutletRun, previous: CaptureRow | None) -> None:
         full = self.index.latest(previous.final_url, ("article",)) if previous and previous.final_url else None
+        # rendered again: its HTML may stay the same while its article changes (rerender.py)
+        again = full if rendered_before(self.index, full, self.cfg.capture_mode(run.outlet)) else None
         ticket = Ticket(self.places)
         try:
             # extraction reads MAX_PAGE_BYTES at most: decoding more would only hold memory
-            result = await self.fetcher.fetch(c.url, extra_headers=validators(full), ticket=ticket,
+            result = await self.fetcher.fetch(c.url, extra_headers=None if again else validators(full), ticket=ticket,
                                               max_decoded=min(MAX_PAGE_BYTES, self.cfg.config.fetch.max_decoded_bytes))
         except BaseException:
             ticket.release()
@@ -184,9 +184,9 @@ class Pass:
         kept = None
         try:
             faults.check("candidate", c.url)
-            if previous is not None and full is not None and self._refetch_same(result, c, run, previous, full):
+            if previous and full and not again and self._refetch_same(result, c, run, previous, full):
                 return
-            kept = await self._fetched(result, c, run, previous, ticket)
+            kept = await self._fetched(result, c, run, previous, ticket, again)
         finally:
             result.close()
             ticket.release()
@@ -215,10 +215,11 @@ class Pass:
         return True
 
     async def _fetched(self, result: FetchResult, c: Candidate, run: OutletRun, previous: CaptureRow | None = None,
-                       ticket: Ticket | None = None) -> tuple[Response, str] | None:
+                       ticket: Ticket | None = None, again: CaptureRow | None = None) -> tuple[Response, str] | None:
         """Extract (from the rendered DOM when the page is rendered), decide and keep (or not)
         a fetched candidate; a kept page that is not a block page nor rendered is returned
-        with its response record id, for its requisites."""
+        with its response record id, for its requisites. `again` is the full capture of a
+        page rendered before, refetched: the same payload and article text are unchanged."""
         rec, stats = self.recorder, run.stats
         rec.robots(result, run)
         final = result.final
@@ -259,7 +260,7 @@ class Pass:
                 # and pages_at_once bounds the pages rendering
                 if ticket is not None:
                     ticket.release()
-                page = await self._render(final, c, run, fetched)
+                page = await self._render(final, c, run, fetched, again)
                 if page is None:
                     return
                 how = dataclasses.replace(how, dom=page.dom, screenshot=page.screenshot, rendered_at=page.rendered_at)
@@ -268,6 +269,10 @@ class Pass:
                     return
                 browser = (fetched, page.blocked, page.reused)
             assert ex is not None
+            if again is not None and previous is not None and same_rendering(final, again, ex):
+                rec.unchanged(final, c, run, previous, again)  # what the browser fetched is dropped
+                stats.unchanged += 1
+                return None
             return self._decided(result, c, run, ex, previous, how, browser)
         finally:
             for r in fetched:
@@ -285,13 +290,14 @@ class Pass:
         faults.check("extract", final.url)
         return ex
 
-    async def _render(self, final: Response, c: Candidate, run: OutletRun,
-                      fetched: list[FetchResult]) -> Rendering | None:
-        """The page rendered in the browser; None (and the failure row) when it could not be:
-        a crash, hang or timeout costs this page only."""
+    async def _render(self, final: Response, c: Candidate, run: OutletRun, fetched: list[FetchResult],
+                      again: CaptureRow | None = None) -> Rendering | None:
+        """The page rendered in the browser (`again`: its last capture, rendered too); None
+        (and the failure row) when it could not be: a crash, hang or timeout costs this page only."""
+        archived = FetchedAgain(self.archived, again.warc_record_id or "") if again else self.archived
         try:
             return await self.browsers.render(self.fetcher, final, self.cfg.config.capture.requisites, fetched,
-                                              self.archived)
+                                              archived)
         except BrowserError as e:
             self._article_failed(c, run, failure_reason(e), final)
             log.warning("%s: %s: %s", run.name, final.url, failure_reason(e))
