@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("ARCHIVER_SHARED", ROOT.parent / "shared"))
 
 
+@pytest.mark.xdist_group("shared-tools")  # one nginx site on 127.0.0.10-30:18080, one conformance venv
 @pytest.mark.slow
 def test_pass_over_synthetic_news_web_finds_the_on_topic_articles(tmp_path: Path):
     missing = [what for what, ok in (("../shared/bench/site", (SHARED / "bench" / "site" / "make_site.py").exists()),

@@ -97,6 +97,7 @@ def test_cdxj_export_is_sorted_and_covers_every_response(crawled: Crawled, tmp_p
     assert rows and all((Path(r.warc_file).name, r.warc_offset) in positions for r in rows)
 
 
+@pytest.mark.xdist_group("shared-tools")  # one nginx site on 127.0.0.10-30:18080, one conformance venv
 @pytest.mark.slow
 def test_wacz_passes_wacz_validate_and_the_warc_conformance_check(crawled: Crawled, tmp_path: Path):
     check = CHECKS / "warc-conformance"

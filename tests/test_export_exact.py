@@ -351,6 +351,7 @@ def _tool(name: str) -> Path:
     return tool
 
 
+@pytest.mark.xdist_group("shared-tools")  # one nginx site on 127.0.0.10-30:18080, one conformance venv
 def test_topic_export_passes_wacz_validate(outlet: Outlet, tmp_path: Path):
     wacz = _tool("wacz")
     out = tmp_path / "vietnam.wacz"
@@ -360,6 +361,7 @@ def test_topic_export_passes_wacz_validate(outlet: Outlet, tmp_path: Path):
     assert proc.returncode == 0 and "succeeded" in proc.stdout + proc.stderr, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
+@pytest.mark.xdist_group("shared-tools")  # one nginx site on 127.0.0.10-30:18080, one conformance venv
 @pytest.mark.slow
 def test_topic_export_passes_the_warc_conformance_check(outlet: Outlet, tmp_path: Path):
     check = CHECKS / "warc-conformance"

@@ -108,6 +108,7 @@ def _article_rows(index: Index) -> int:
     return sum(index.state_counts("article").values())
 
 
+@pytest.mark.xdist_group("shared-tools")  # one nginx site on 127.0.0.10-30:18080, one conformance venv
 @pytest.mark.slow
 def test_scheduler_and_three_workers_archive_every_article_once_politely_even_when_one_dies(
         postgres, redis_server, s3_server, tmp_path: Path):
