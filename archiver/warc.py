@@ -8,6 +8,10 @@ digests in base32, `WARC-Concurrent-To` linking request and response, a warcinfo
 
 Crash safety: a file is named `*.warc.gz.open` until `close()` flushes, fsyncs and renames it;
 a caller commits an index row only after `flush()` returned for the records it names.
+
+Members are deflated with zlib-ng at the configured level: standard gzip that every zlib reads,
+about as small as zlib's at the same level, in ~60% of zlib's CPU on pages and ~1/6 on the
+small records (zlib's per-stream setup costs ~80 us, a request record's whole deflate ~10 us).
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ import os
 import socket
 import time
 import uuid
-import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Callable, Iterable
 
 from warcio.archiveiterator import ArchiveIterator
+from zlib_ng import zlib_ng
 
 from . import faults
 from .errors import StorageError, os_reason
@@ -110,10 +114,11 @@ class WarcWriter:
         body = "".join(f"{k}: {v}\r\n" for k, v in fields.items() if v).encode("utf-8")
         self._warcinfo_id = new_record_id()
         try:
-            self._write([("WARC-Type", "warcinfo"), ("WARC-Record-ID", self._warcinfo_id),
-                         ("WARC-Date", warc_date(now)), ("WARC-Filename", name),
-                         ("Content-Type", "application/warc-fields"),
-                         ("WARC-Block-Digest", sha1_b32(hashlib.sha1(body).digest()))], [body], len(body))
+            self._write(self._warcinfo_id, [("WARC-Type", "warcinfo"), ("WARC-Record-ID", self._warcinfo_id),
+                                            ("WARC-Date", warc_date(now)), ("WARC-Filename", name),
+                                            ("Content-Type", "application/warc-fields"),
+                                            ("WARC-Block-Digest", sha1_b32(hashlib.sha1(body).digest()))],
+                        [body], len(body))
         except StorageError:
             # a file without its warcinfo is no use: next time starts a fresh one
             f, self._file, self._name = self._file, None, None
@@ -155,33 +160,30 @@ class WarcWriter:
 
     # ------------------------------------------------------------------ records
 
-    def _write(self, headers: list[tuple[str, str]], chunks: Iterable[bytes], length: int) -> RecordRef:
+    def _write(self, record_id: str, headers: list[tuple[str, str]], chunks: Iterable[bytes],
+               length: int) -> RecordRef:
         f = self._file
         assert f is not None and self._name is not None
-        record_id = next(v for k, v in headers if k == "WARC-Record-ID")
-        head = ["WARC/1.1"]
-        head.extend(f"{k}: {v}" for k, v in headers)
-        head.append(f"Content-Length: {length}")
-        comp = zlib.compressobj(self.level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        comp = zlib_ng.compressobj(self.level, zlib_ng.DEFLATED, 16 + zlib_ng.MAX_WBITS)
         start = f.tell()
-        out = bytearray(comp.compress(("\r\n".join(head) + "\r\n\r\n").encode("utf-8")))
+        out = [comp.compress(_head_bytes(headers, length))]
+        size = len(out[0])
         try:
             written = 0
             for chunk in chunks:
                 written += len(chunk)
-                out += comp.compress(chunk)
-                if len(out) >= WRITE_CHUNK:
-                    if faults.ARMED:
-                        faults.reached("warc-write", lambda: _write_all(f, out[: len(out) // 2]))
-                    _write_all(f, out)
-                    out.clear()
+                piece = comp.compress(chunk)
+                if piece:
+                    out.append(piece)
+                    size += len(piece)
+                if size >= WRITE_CHUNK:
+                    self._put(f, out)
+                    out, size = [], 0
             if written != length:
                 raise StorageError(f"record {record_id} declared {length} bytes but {written} were supplied")
-            out += comp.compress(b"\r\n\r\n")
-            out += comp.flush()
-            if faults.ARMED:
-                faults.reached("warc-write", lambda: _write_all(f, out[: len(out) // 2]))
-            _write_all(f, out)
+            out.append(comp.compress(b"\r\n\r\n"))
+            out.append(comp.flush())
+            self._put(f, out)
         except OSError as e:
             # a partial gzip member would corrupt the file for every reader: cut it off
             try:
@@ -196,8 +198,15 @@ class WarcWriter:
         self.last_write = time.monotonic()
         return RecordRef(f"{self.subdir}/{self._name}", start, end - start, record_id)
 
-    def _common(self, rtype: str, uri: str | None, date: datetime, record_id: str) -> list[tuple[str, str]]:
-        h = [("WARC-Type", rtype), ("WARC-Record-ID", record_id), ("WARC-Date", warc_date(date))]
+    @staticmethod
+    def _put(f: IO[bytes], pieces: list[bytes]) -> None:
+        data = b"".join(pieces)
+        if faults.ARMED:
+            faults.reached("warc-write", lambda: _write_all(f, data[: len(data) // 2]))
+        _write_all(f, data)
+
+    def _common(self, rtype: str, uri: str | None, date: str, record_id: str) -> list[tuple[str, str]]:
+        h = [("WARC-Type", rtype), ("WARC-Record-ID", record_id), ("WARC-Date", date)]
         if uri:
             h.append(("WARC-Target-URI", uri))
         if self._warcinfo_id:
@@ -210,7 +219,8 @@ class WarcWriter:
         """A request + response pair; returns (request ref, response ref)."""
         self._ensure_open(may_rotate=True)
         req_id, resp_id = new_record_id(), new_record_id()
-        h = self._common("response", url, started, resp_id)
+        date = warc_date(started)
+        h = self._common("response", url, date, resp_id)
         if ip:
             h.append(("WARC-IP-Address", ip))
         h.append(("WARC-Concurrent-To", req_id))
@@ -220,14 +230,14 @@ class WarcWriter:
         if truncated:
             h.append(("WARC-Truncated", truncated))
         raw.seek(0)
-        resp_ref = self._write(h, iter(lambda: raw.read(COPY_CHUNK), b""), raw_length)
-        q = self._common("request", url, started, req_id)
+        resp_ref = self._write(resp_id, h, iter(lambda: raw.read(COPY_CHUNK), b""), raw_length)
+        q = self._common("request", url, date, req_id)
         if ip:
             q.append(("WARC-IP-Address", ip))
         q.append(("WARC-Concurrent-To", resp_id))
         q.append(("Content-Type", "application/http;msgtype=request"))
         q.append(("WARC-Block-Digest", sha1_b32(hashlib.sha1(request_bytes).digest())))
-        req_ref = self._write(q, [request_bytes], len(request_bytes))
+        req_ref = self._write(req_id, q, [request_bytes], len(request_bytes))
         return req_ref, resp_ref
 
     def write_revisit(self, url: str, started: datetime, ip: str | None, request_bytes: bytes, head: bytes,
@@ -237,7 +247,8 @@ class WarcWriter:
         'server-not-modified' (a 304) or 'identical-payload-digest' (same body as before)."""
         self._ensure_open(may_rotate=True)
         req_id, rev_id = new_record_id(), new_record_id()
-        h = self._common("revisit", url, started, rev_id)
+        date = warc_date(started)
+        h = self._common("revisit", url, date, rev_id)
         if ip:
             h.append(("WARC-IP-Address", ip))
         h += [("WARC-Concurrent-To", req_id), ("Content-Type", "application/http;msgtype=response"),
@@ -245,24 +256,25 @@ class WarcWriter:
               ("WARC-Refers-To", refers_to), ("WARC-Refers-To-Target-URI", refers_to_uri),
               ("WARC-Refers-To-Date", refers_to_date), ("WARC-Payload-Digest", payload_digest),
               ("WARC-Block-Digest", sha1_b32(hashlib.sha1(head).digest()))]
-        rev_ref = self._write(h, [head], len(head))
-        q = self._common("request", url, started, req_id)
+        rev_ref = self._write(rev_id, h, [head], len(head))
+        q = self._common("request", url, date, req_id)
         if ip:
             q.append(("WARC-IP-Address", ip))
         q += [("WARC-Concurrent-To", rev_id), ("Content-Type", "application/http;msgtype=request"),
               ("WARC-Block-Digest", sha1_b32(hashlib.sha1(request_bytes).digest()))]
-        return self._write(q, [request_bytes], len(request_bytes)), rev_ref
+        return self._write(req_id, q, [request_bytes], len(request_bytes)), rev_ref
 
     def write_conversion(self, url: str, date: datetime, refers_to: str, text: bytes,
                          content_type: str = "text/plain; charset=utf-8") -> RecordRef:
         self._ensure_open()
-        h = self._common("conversion", url, date, new_record_id())
+        record_id = new_record_id()
+        h = self._common("conversion", url, warc_date(date), record_id)
         h.append(("WARC-Refers-To", refers_to))
         h.append(("Content-Type", content_type))
         digest = sha1_b32(hashlib.sha1(text).digest())
         h.append(("WARC-Block-Digest", digest))
         h.append(("WARC-Payload-Digest", digest))
-        return self._write(h, [text], len(text))
+        return self._write(record_id, h, [text], len(text))
 
     def write_resource(self, uri: str, date: datetime, content_type: str, data: bytes,
                        concurrent_to: str | None = None) -> RecordRef:
@@ -270,25 +282,27 @@ class WarcWriter:
         (a rendered DOM as `urn:dom:<url>`, a screenshot as `urn:screenshot:<url>`), linked to
         the response it was made from. Never rotates: it stays in the file of that response."""
         self._ensure_open()
-        h = self._common("resource", uri, date, new_record_id())
+        record_id = new_record_id()
+        h = self._common("resource", uri, warc_date(date), record_id)
         if concurrent_to:
             h.append(("WARC-Concurrent-To", concurrent_to))
         h.append(("Content-Type", content_type))
         digest = sha1_b32(hashlib.sha1(data).digest())
         h.append(("WARC-Block-Digest", digest))
         h.append(("WARC-Payload-Digest", digest))
-        return self._write(h, [data], len(data))
+        return self._write(record_id, h, [data], len(data))
 
     def write_metadata(self, url: str, date: datetime, refers_to: str,
                        fields: list[tuple[str, str]]) -> RecordRef:
         """Provenance as application/warc-fields (replay tools do not index those as pages)."""
         self._ensure_open()
-        h = self._common("metadata", url, date, new_record_id())
+        record_id = new_record_id()
+        h = self._common("metadata", url, warc_date(date), record_id)
         h.append(("WARC-Refers-To", refers_to))
         h.append(("Content-Type", "application/warc-fields"))
         body = "".join(f"{k}: {_field_value(v)}\r\n" for k, v in fields).encode("utf-8")
         h.append(("WARC-Block-Digest", sha1_b32(hashlib.sha1(body).digest())))
-        return self._write(h, [body], len(body))
+        return self._write(record_id, h, [body], len(body))
 
 
 def read_payload(f: IO[bytes], max_bytes: int) -> tuple[object, bytes]:
@@ -304,6 +318,11 @@ def existing(path: Path) -> Path:
         return path
     open_path = path.with_name(path.name + OPEN_SUFFIX)
     return open_path if open_path.exists() else path
+
+
+def _head_bytes(headers: list[tuple[str, str]], length: int) -> bytes:
+    return ("WARC/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
+            + f"Content-Length: {length}\r\n\r\n").encode("utf-8")
 
 
 def _write_all(f: IO[bytes], data: bytes | bytearray) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import select
 import socket
 import typing
 from collections.abc import Callable
@@ -148,6 +149,9 @@ class RecordingStream(httpcore.AsyncNetworkStream):
         self._ip = ip
         self._on_send = on_send
         self.exchange: WireExchange | None = None
+        # asked before every request on a pooled connection; anyio builds a dict of all the
+        # socket's attributes (and calls getpeername) to answer it each time
+        self._socket = inner.get_extra_info("socket")
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         data = await self._inner.read(max_bytes, timeout)
@@ -179,7 +183,20 @@ class RecordingStream(httpcore.AsyncNetworkStream):
         return RecordingStream(inner, self._ip, self._on_send)
 
     def get_extra_info(self, info: str) -> typing.Any:
+        if info == "is_readable" and self._socket is not None:
+            return _readable(self._socket)
         return self._inner.get_extra_info(info)
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Has an idle connection something to read: the server closed it, or sent what nobody asked
+    for (httpcore drops such a connection rather than reuse it)."""
+    fd = sock.fileno()
+    if fd < 0:
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class RecordingBackend(httpcore.AsyncNetworkBackend):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from archiver.settings import FetchSettings  # noqa: E402
+from archiver.settings import FetchSettings, WarcSettings  # noqa: E402
 from archiver.fetch import Fetcher  # noqa: E402
 from archiver.warc import WarcWriter  # noqa: E402
 
@@ -65,7 +65,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("-c", "--concurrency", type=int, default=32)
     ap.add_argument("--per-host", type=int, default=2)
-    ap.add_argument("--level", type=int, default=6, help="gzip level of the WARC members")
+    ap.add_argument("--level", type=int, default=WarcSettings().compress_level,
+                    help="gzip level of the WARC members (default: storage.warc.compress_level's)")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--robots", action="store_true",
                     help="honour robots.txt and its Crawl-delay (wget -i does not read robots.txt)")

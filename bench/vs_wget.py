@@ -16,7 +16,9 @@ and prints, per tool, the median over rounds of: pages/s, CPU ms per page (user 
 the process), peak RSS, WARC MB, and archiver's figures as ratios to wget's in the same round.
 With --latency, wget gets a tenth of the URLs (it is serial) and ratios are of pages/s. The
 WARCs of the last round are checked with `warcio check`. Loopback only; nginx is stopped at
-the end.
+the end. A site that serve.sh already serves (another benchmark's, with the same latency) is
+used as it is: neither regenerated, restarted nor stopped. The load average before and after
+is printed with the figures, since the machine may be shared.
 """
 
 from __future__ import annotations
@@ -60,6 +62,15 @@ def serve(site: Path, latency: int = 0) -> None:
                    check=True, stdout=subprocess.DEVNULL)
 
 
+def serving(site: Path) -> str | None:
+    """The latency mode ("none", "40", ...) of an nginx serve.sh already runs on `site`, if any."""
+    status = subprocess.run(["bash", str(SITE_TOOLS / "serve.sh"), "status", "--site", str(site)],
+                            capture_output=True, text=True).stdout
+    if "nginx: running" not in status and "proxy: running" not in status:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in status.splitlines() if line.startswith("latency:")), "-")
+
+
 def stop(site: Path) -> None:
     subprocess.run(["bash", str(SITE_TOOLS / "serve.sh"), "stop", "--site", str(site)], capture_output=True)
 
@@ -71,6 +82,9 @@ def compare(site: Path, urls_wanted: int, rounds: int, latency: int, concurrency
     scratch = Path(tempfile.mkdtemp(prefix="archiver-vs-wget-"))
     try:
         urls = (site / "urls" / "articles-all.txt").read_text().split()[:urls_wanted]
+        if len(urls) < urls_wanted:
+            print(f"  {site} has only {len(urls)} article URLs (asked for {urls_wanted}): "
+                  f"generated with fewer articles per outlet", file=sys.stderr)
         lists = {"archiver": scratch / "urls.txt", "wget": scratch / "urls-wget.txt"}
         lists["archiver"].write_text("\n".join(urls) + "\n")
         lists["wget"].write_text("\n".join(urls[: max(50, len(urls) // 10)] if latency else urls) + "\n")
@@ -143,16 +157,26 @@ def main() -> int:
     if missing:
         print(missing, file=sys.stderr)
         return 2
-    make_site(a.site, a.port)
-    serve(a.site, a.latency)
+    mode = serving(a.site)
+    ours = mode is None
+    if ours:
+        make_site(a.site, a.port)
+        serve(a.site, a.latency)
+    elif mode != (str(a.latency) if a.latency else "none"):
+        print(f"{a.site} is already served with latency {mode} (not {a.latency or 'none'}); "
+              f"use --latency to match or another --site and --port", file=sys.stderr)
+        return 2
+    load_before = os.getloadavg()
     try:
         r = compare(a.site, a.urls, a.rounds, a.latency, a.concurrency)
     finally:
-        if not a.keep_serving:
+        if ours and not a.keep_serving:
             stop(a.site)
+    load = {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]}
     n, med = r["pages"], r["median"]
     print(f"\nfetch + WARC, {n['archiver']} pages (wget: {n['wget']}), latency {a.latency} ms, "
-          f"median of {a.rounds} rounds, {os.cpu_count()} cores")
+          f"median of {a.rounds} rounds, {os.cpu_count()} cores, load average {load['before'][0]:.2f} before "
+          f"and {load['after'][0]:.2f} after (1 min)")
     print(f"{'tool':10s} {'pages/s':>9s} {'CPU ms/page':>12s} {'peak RSS MB':>12s} {'WARC MB':>9s} "
           f"{'x wget pages/s':>15s} {'x wget CPU':>11s}")
     for t in ("wget", "archiver"):
@@ -163,7 +187,7 @@ def main() -> int:
     got = r["ratio_pages_per_s"]
     print(f"\ntarget: archiver >= {target:g}x wget pages/s: {'MET' if got >= target else 'NOT MET'} ({got:.2f}x); "
           f"archiver WARCs: {'valid' if r['warcs_valid'] else 'INVALID'} (warcio check)")
-    print(json.dumps({"latency_ms": a.latency, "ratio_pages_per_s": round(got, 3), "median": med}))
+    print(json.dumps({"latency_ms": a.latency, "ratio_pages_per_s": round(got, 3), "median": med, "load": load}))
     return 0 if r["warcs_valid"] else 1
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
+import subprocess
+import sys
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -44,3 +48,28 @@ def test_rotation_keeps_captures_together_and_closes_every_file(tmp_path: Path):
         assert recs[0][0] == "warcinfo"
         assert b"operator: tests" in recs[0][1] and b"format: WARC File Format 1.1" in recs[0][1]
         assert all(passed is not False for _, _, passed in recs)
+
+
+def test_each_record_is_one_standard_gzip_member_where_its_ref_says(tmp_path: Path):
+    # members come from zlib-ng: what every reader has (Python's zlib, gzip, warcio) must read
+    # each one alone, from the offset and length the writer returned, as the record named
+    w = WarcWriter(tmp_path, "std", rotate_size=1 << 30, warcinfo={"software": "t"}, compress_level=6)
+    page = b"".join(b"<p>%s</p>\n" % hashlib.sha256(b"%d" % i).hexdigest().encode() for i in range(20_000))
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n" % len(page)
+    big = dict(exchange(3), raw=io.BytesIO(head + page), raw_length=len(head) + len(page),
+               block_sha1=hashlib.sha1(head + page).digest(), payload_sha1=hashlib.sha1(page).digest())
+    refs = [*w.write_exchange(**exchange(2)), *w.write_exchange(**big)]  # the big one spans several writes
+    refs.append(w.write_conversion("http://127.0.0.1/3", datetime.now(timezone.utc), refs[3].record_id, b"text"))
+    w.close()
+    data = (tmp_path / refs[0].warc_file).read_bytes()
+    assert refs[3].length > 1 << 18
+    for ref in refs:
+        member = data[ref.offset: ref.offset + ref.length]
+        record = gzip.decompress(member)
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        assert d.decompress(member) == record and d.eof and not d.unused_data
+        assert f"WARC-Record-ID: {ref.record_id}\r\n".encode() in record.split(b"\r\n\r\n", 1)[0]
+    assert page in gzip.decompress(data[refs[3].offset: refs[3].offset + refs[3].length])
+    check = subprocess.run([str(Path(sys.executable).with_name("warcio")), "check", str(tmp_path / refs[0].warc_file)],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
