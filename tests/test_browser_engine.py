@@ -207,6 +207,18 @@ def test_a_cross_origin_call_with_a_preflight_gets_its_data_and_the_server_no_op
     assert any(b"/api/score.json" in head and b"x-client: archiver-test" in head.lower() for head in server.requests)
 
 
+async def render_without_screenshot(url: str, scroll: bool) -> Rendered:
+    # no screenshot: a full-page capture lays out the whole page in view and would start the
+    # lazy loads itself
+    f = fetcher()
+    pool = BrowserPool(settings(scroll=scroll, screenshot=False))
+    try:
+        return await render(pool, f, url)
+    finally:
+        await pool.aclose()
+        await f.aclose()
+
+
 def test_lazy_images_are_fetched_only_after_scrolling():
     observer = ("new IntersectionObserver(entries => { for (const e of entries) if (e.isIntersecting) {"
                 " const i = new Image(); i.src = e.target.dataset.src; e.target.appendChild(i); } })"
@@ -219,20 +231,9 @@ def test_lazy_images_are_fetched_only_after_scrolling():
         "/lazy.png": serve(response(PNG, "image/png")),
         "/observed.png": serve(response(PNG, "image/png")),
     }) as server:
-        async def go(scroll: bool) -> Rendered:
-            f = fetcher()
-            # no screenshot: a full-page capture lays out the whole page in view and would
-            # start the lazy loads itself
-            pool = BrowserPool(settings(scroll=scroll, screenshot=False))
-            try:
-                return await render(pool, f, server.url("/long"))
-            finally:
-                await pool.aclose()
-                await f.aclose()
-
-        unscrolled = asyncio.run(go(scroll=False))
+        unscrolled = asyncio.run(render_without_screenshot(server.url("/long"), scroll=False))
         assert requested(server, "/lazy.png") == 0 and requested(server, "/observed.png") == 0
-        scrolled = asyncio.run(go(scroll=True))
+        scrolled = asyncio.run(render_without_screenshot(server.url("/long"), scroll=True))
     assert server.url("/lazy.png") not in urls(unscrolled)
     assert server.url("/lazy.png") in urls(scrolled)
     assert server.url("/observed.png") in urls(scrolled)
@@ -265,17 +266,8 @@ def test_lazy_loaders_that_watch_scroll_events_and_lists_that_grow_are_loaded_wi
     routes = {"/long": serve(page), "/handled.png": serve(response(PNG, "image/png"))}
     routes.update({f"/more{i}.png": serve(response(PNG, "image/png")) for i in range(1, 20)})
     with RawServer(routes) as server:
-        async def go(scroll: bool) -> Rendered:
-            f = fetcher()
-            pool = BrowserPool(settings(scroll=scroll, screenshot=False))
-            try:
-                return await render(pool, f, server.url("/long"))
-            finally:
-                await pool.aclose()
-                await f.aclose()
-
-        unscrolled = asyncio.run(go(scroll=False))
-        scrolled = asyncio.run(go(scroll=True))
+        unscrolled = asyncio.run(render_without_screenshot(server.url("/long"), scroll=False))
+        scrolled = asyncio.run(render_without_screenshot(server.url("/long"), scroll=True))
     assert server.url("/handled.png") not in urls(unscrolled)
     assert server.url("/handled.png") in urls(scrolled)
     grown = [u for u in urls(scrolled) if "/more" in u]
