@@ -40,47 +40,37 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from .clock import iso_seconds
 from .config import LoadedConfig, Outlet
-from .errors import ArchiverError, StorageError, first_line
-from .index import index_url, job_run_times
+from .errors import ArchiverError, first_line
+from .index import job_store_engine
+from .jobstore import JOBS_TABLE, scheduler_url, store_name
 from .ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEDULER_DB = "scheduler.sqlite3"
-JOBS_TABLE = "apscheduler_jobs"
 # a pass counts as overdue this long after two of its intervals (and its jitter) went by
 PASS_START_GRACE = 10.0
 
 
-# ---------------------------------------------------------------------- where the jobs are
-
-
-def scheduler_url(cfg: LoadedConfig) -> str:
-    """Where the scheduler keeps its jobs: beside a PostgreSQL index in the same database,
-    else in its own SQLite file (the index's file is the crawl's alone)."""
-    url = index_url(cfg.storage_root, cfg.config.index.url)
-    return url if not url.startswith("sqlite") else f"sqlite:///{cfg.storage_root / SCHEDULER_DB}"
-
-
-def store_name(cfg: LoadedConfig) -> str:
-    """The job store as logs and /healthz name it (never its URL: that may carry a password)."""
-    return str(cfg.storage_root / SCHEDULER_DB) if scheduler_url(cfg).startswith("sqlite") else "in the index database"
-
-
-def next_run_times(cfg: LoadedConfig) -> dict[str, datetime]:
-    """outlet -> next scheduled pass, read from the job store (works while a scheduler runs);
-    empty when there is none yet or it cannot be read."""
-    if scheduler_url(cfg).startswith("sqlite") and not (cfg.storage_root / SCHEDULER_DB).exists():
-        return {}  # reading would create the file
-    try:
-        times = job_run_times(scheduler_url(cfg), JOBS_TABLE)
-    except StorageError:
-        return {}
-    return {job_id: datetime.fromtimestamp(ts, timezone.utc) for job_id, ts in times.items()}
-
-
 # ---------------------------------------------------------------------- triggers
+
+
+class SteadyIntervalTrigger(IntervalTrigger):
+    """An IntervalTrigger whose runs stay on its grid: start + k intervals, each plus up to its
+    jitter. APScheduler's counts every interval from the previous run, jitter included, so
+    with the default 10 % an outlet on `every: 15m` was polled every 15 to 16.5 minutes, 45 s
+    later each pass on average (91 passes a day instead of 96)."""
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        if previous_fire_time is None or not self.jitter:
+            return super().get_next_fire_time(previous_fire_time, now)
+        start, length = self.start_date.timestamp(), self.interval_length
+        # the grid point the previous run was jittered from (a first run before start: the one before)
+        k = math.floor((previous_fire_time.timestamp() - start) / length + 1e-9)
+        nxt = super().get_next_fire_time(datetime.fromtimestamp(start + k * length, timezone.utc), now)
+        if nxt is not None and nxt <= previous_fire_time:  # never the same run twice
+            return super().get_next_fire_time(previous_fire_time, now)
+        return nxt
 
 
 def make_trigger(outlet: Outlet, jitter_fraction: float) -> IntervalTrigger | CronTrigger:
@@ -88,7 +78,8 @@ def make_trigger(outlet: Outlet, jitter_fraction: float) -> IntervalTrigger | Cr
     # an adaptive schedule's job runs every `min`; each pass fetches only the feeds due then
     every = sched.shortest
     if every is not None:
-        return IntervalTrigger(seconds=every, timezone=timezone.utc, jitter=int(every * jitter_fraction) or None)
+        return SteadyIntervalTrigger(seconds=every, timezone=timezone.utc,
+                                     jitter=int(every * jitter_fraction) or None)
     assert sched.cron is not None
     trigger = CronTrigger.from_crontab(sched.cron, timezone=timezone.utc)
     now = datetime.now(timezone.utc)
@@ -100,7 +91,7 @@ def make_trigger(outlet: Outlet, jitter_fraction: float) -> IntervalTrigger | Cr
 
 
 def same_trigger(a: object, b: object) -> bool:
-    return str(a) == str(b) and getattr(a, "jitter", None) == getattr(b, "jitter", None)
+    return type(a) is type(b) and str(a) == str(b) and getattr(a, "jitter", None) == getattr(b, "jitter", None)
 
 
 def pass_due_by(outlet: Outlet, jitter_fraction: float, since: float) -> float:
@@ -328,7 +319,8 @@ class Schedule:
         self.runtime = runtime
         self.start_pass = start_pass
         self.health = JobStoreHealth(where=store_name(cfg))
-        self._store = WatchedJobStore(self.health, url=scheduler_url(cfg), tablename=JOBS_TABLE)
+        self._store = WatchedJobStore(self.health, engine=job_store_engine(scheduler_url(cfg)),
+                                     tablename=JOBS_TABLE)
         self._job: Callable[..., Any] = pass_job_in_thread if in_thread else pass_job
         options: dict[str, Any] = dict(
             timezone=timezone.utc, jobstores={"default": self._store},
@@ -420,6 +412,10 @@ class Schedule:
             if job.func is not self._job or list(job.args) != args:
                 self._scheduler.modify_job(outlet.name, func=self._job, args=args)  # its next run stays
             if not same_trigger(job.trigger, trigger):
+                if str(job.trigger) == str(trigger) and getattr(job.trigger, "jitter", None) == trigger.jitter:
+                    # the same interval in the trigger of an earlier release: its next run stays
+                    self._scheduler.modify_job(outlet.name, trigger=trigger)
+                    continue
                 self._scheduler.reschedule_job(outlet.name, trigger=trigger)
                 log.info("rescheduled %s: %s", outlet.name, trigger)
         for job_id in existing:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from archiver.config import load_config
-from archiver.schedule import next_run_times
+from archiver.jobstore import next_run_times
 from archiver.demo.site import ON_TOPIC, Article, SampleSite
 
 from .conftest import invoke

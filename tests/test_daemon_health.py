@@ -181,8 +181,8 @@ def test_out_of_descriptors_accept_backs_off_and_scheduling_survives(tmp_path: P
                 for s in waiting:
                     s.close()
             assert sum("cannot accept connections" in line for line in noise) == 1, "".join(noise)
-            # the job store did fail (SQLite cannot open its journal), and passes ran again all the same
-            assert any("unable to open database file" in line for line in noise), "".join(noise)
+            # the job store needs no new descriptor (WAL, on its pooled connection); its own
+            # failures are the tests below
             assert run.stop() == 0
         finally:
             run.kill()
@@ -245,6 +245,7 @@ def test_a_broken_job_store_is_logged_retried_reported_and_recovered(tmp_path: P
             # the job store's file turns into something that is not a database (its header zeroed),
             # under an exclusive lock so no write of the daemon's is cut in two
             lock = sqlite3.connect(store, isolation_level=None, timeout=10)
+            lock.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # else page 1 is read from the WAL
             lock.execute("BEGIN EXCLUSIVE")
             with open(store, "r+b") as f:
                 header = f.read(100)

@@ -183,7 +183,7 @@ def run(config: str, log_format: str | None, verbose: int) -> int:
 @click.option("--config", "-c", "config", required=True, type=click.Path(dir_okay=False))
 def status(config: str) -> int:
     """Per outlet: last pass, its counts and error, and the next scheduled pass."""
-    from ..schedule import next_run_times
+    from ..jobstore import next_run_times
 
     cfg = load_config(config)
     index = open_index(cfg)

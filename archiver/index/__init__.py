@@ -12,8 +12,8 @@ Other modules ask through the named methods here; the scaled setup's frontier
 Index.reading(), which turn every database error into a StorageError naming the index.
 """
 
-from .database import (INDEX_FILE, current_revision, display_url, index_url, job_run_times, migrate,
-                       run_migrations)
+from .database import (INDEX_FILE, current_revision, display_url, index_url, job_run_times, job_store_engine,
+                       migrate, run_migrations)
 from .polls import PollRow
 from .queries import Index
 from .records import (ARCHIVED, BLOCKED, DUPLICATE, FAILED, NOT_MODIFIED, OFF_TOPIC, ROBOTS, UNCHANGED, CaptureRow,
@@ -22,4 +22,4 @@ from .records import (ARCHIVED, BLOCKED, DUPLICATE, FAILED, NOT_MODIFIED, OFF_TO
 __all__ = ["ARCHIVED", "BLOCKED", "DUPLICATE", "FAILED", "INDEX_FILE", "NOT_MODIFIED", "OFF_TOPIC", "ROBOTS",
            "UNCHANGED", "CaptureRow", "Index", "OutboxRow", "Overview", "PageText", "PassCounts", "PassRow",
            "PollRow", "RecordSpan", "WarcFileRow", "current_revision", "display_url", "index_url", "job_run_times",
-           "migrate", "row_to_public", "run_migrations"]
+           "job_store_engine", "migrate", "row_to_public", "run_migrations"]

@@ -62,18 +62,18 @@ def _reason(e: SQLAlchemyError) -> str:
     return str(orig if orig is not None else e).strip().splitlines()[0]
 
 
+def _wal(dbapi_conn: sqlite3.Connection, _: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
 def _sqlite_engine(path: Path, readonly: bool) -> Engine:
     if readonly:
         return create_engine("sqlite://", creator=lambda: _open_readonly(path), poolclass=QueuePool)
     engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: sqlite3.Connection, _: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()
-
+    event.listen(engine, "connect", _wal)
     return engine
 
 
@@ -160,6 +160,20 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
 
 
 # ---------------------------------------------------------------------- the scheduler's jobs
+
+
+def job_store_engine(url: str) -> Engine:
+    """The engine of the scheduler's job store: a SQLite file in WAL mode with synchronous=NORMAL,
+    as the index is. Every job run rewrites its job's row; with SQLite's default rollback
+    journal each of those commits waited for fsync on the event loop (24 % of the daemon's
+    time with 1,000 outlets polled every minute), and a next run time lost to a power cut
+    only runs a pass early."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _wal)
+        return engine
+    return create_engine(url)
 
 
 def job_run_times(url: str, table_name: str) -> dict[str, float]:
