@@ -1,7 +1,8 @@
 """Polite, byte-exact HTTP fetching.
 
-One httpx.AsyncClient per host (a few keep-alive connections each: politeness wants that,
-and httpcore's pool scan grows with pool size), a global concurrency cap, a per-host gate,
+One httpx.AsyncClient per host while it is in use (a few keep-alive connections each:
+politeness wants that, and httpcore's pool scan grows with pool size; closed after
+IDLE_CLIENT unused), a global concurrency cap, a per-host gate,
 robots.txt, and redirects followed one hop at a time so each hop is its own capture.
 
 A response is streamed into a spool file (memory up to 1 MiB, then disk) while its SHA-1
@@ -17,6 +18,7 @@ import hashlib
 import logging
 import ssl
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -39,6 +41,11 @@ log = logging.getLogger(__name__)
 SPOOL_IN_MEMORY = 1 << 20
 MAX_HEADERS = 500  # real responses carry a few dozen; h11 already caps their total size at 100 KiB
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+KEEPALIVE = 5.0  # seconds a pooled connection may idle; httpcore drops it at the pool's next use
+# a host's client unused this long is closed: its connections had expired anyway, and with
+# thousands of hosts each polled every few minutes the clients and their dead connections
+# were most of the daemon's memory (~7 KB a host) and held a file descriptor each
+IDLE_CLIENT = 10.0
 
 
 @dataclass
@@ -142,7 +149,7 @@ class _Transport(httpx.AsyncHTTPTransport):
         super().__init__(verify=ssl_context, retries=0)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context, max_connections=connections, max_keepalive_connections=connections,
-            keepalive_expiry=5.0, http1=True, http2=False, retries=0, network_backend=backend)
+            keepalive_expiry=KEEPALIVE, http1=True, http2=False, retries=0, network_backend=backend)
 
 
 class _Client(httpx.AsyncClient):
@@ -176,6 +183,10 @@ class Fetcher:
         self.observer = observer
         self._ssl = ssl.create_default_context()
         self._clients: dict[str, httpx.AsyncClient] = {}
+        self._last_used: dict[str, float] = {}  # host -> time.monotonic() its last exchange ended
+        self._busy: dict[str, int] = {}  # host -> exchanges under way
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closing: set[asyncio.Task[None]] = set()
         self.credentials = dict(credentials or {})  # host key -> headers
         encodings = settings.accept_encoding
         if brotli is None:
@@ -202,9 +213,37 @@ class Fetcher:
         self.credentials = dict(credentials)
 
     async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
+        await asyncio.gather(*self._closing, return_exceptions=True)
+
+    def _ended(self, host: str) -> None:
+        """An exchange with `host` is over: its client is closed once unused for IDLE_CLIENT."""
+        left = self._busy.get(host, 1) - 1
+        if left > 0:
+            self._busy[host] = left
+        else:
+            self._busy.pop(host, None)
+        self._last_used[host] = time.monotonic()
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(IDLE_CLIENT, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = time.monotonic()
+        for host in [h for h, t in self._last_used.items() if now - t >= IDLE_CLIENT and h not in self._busy]:
+            del self._last_used[host]
+            client = self._clients.pop(host, None)
+            if client is not None:
+                task = asyncio.get_running_loop().create_task(client.aclose())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        if self._last_used:
+            self._sweeper = asyncio.get_running_loop().call_later(IDLE_CLIENT / 2, self._sweep)
 
     # ------------------------------------------------------------------ one exchange
 
@@ -214,13 +253,18 @@ class Fetcher:
         # another try is safe for a GET; every pooled connection to the host may be such a
         # one (a server that closes without saying so), hence one try more than the pool holds
         tries = self.settings.per_host_concurrency + 1
-        for attempt in range(tries):
-            try:
-                return await self._exchange_once(url, max_decoded, extra_headers, ticket)
-            except StaleConnection as e:
-                if attempt == tries - 1:
-                    raise FetchError(url, "protocol", str(e.__cause__ or e)) from None
-        raise AssertionError("unreachable")
+        host = host_key(url)
+        self._busy[host] = self._busy.get(host, 0) + 1
+        try:
+            for attempt in range(tries):
+                try:
+                    return await self._exchange_once(url, max_decoded, extra_headers, ticket)
+                except StaleConnection as e:
+                    if attempt == tries - 1:
+                        raise FetchError(url, "protocol", str(e.__cause__ or e)) from None
+            raise AssertionError("unreachable")
+        finally:
+            self._ended(host)
 
     async def _exchange_once(self, url: str, max_decoded: int, extra_headers: dict[str, str] | None,
                              ticket: Ticket | None) -> Response:

@@ -37,6 +37,7 @@ class RawServer:
         self.host = host
         self.requests: list[bytes] = []
         self.times: list[float] = []  # time.monotonic() as each request's head arrived
+        self.open_connections = 0  # connections accepted and not yet closed by either side
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -51,6 +52,7 @@ class RawServer:
         self._loop.run_forever()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open_connections += 1
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -64,6 +66,7 @@ class RawServer:
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
+            self.open_connections -= 1
             writer.close()
 
     def url(self, path: str) -> str:

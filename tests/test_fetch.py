@@ -11,6 +11,7 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from archiver.settings import FetchSettings
+from archiver import fetch as fetch_module
 from archiver.fetch import Fetcher, FetchResult
 from archiver.warc import WarcWriter, sha1_b32
 
@@ -38,6 +39,7 @@ ROUTES = {
     "/loop-b": raw(redirect("/loop-a")),
     "/to-ftp": raw(redirect("ftp://example.org/file")),
     "/silent": silence(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial"),
+    "/kept-alive": raw(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok", close=False),
 }
 
 
@@ -78,6 +80,30 @@ def test_chunked_response_is_stored_byte_for_byte(server, tmp_path: Path):
     assert rec.rec_headers.get_header("WARC-Payload-Digest") == sha1_b32(hashlib.sha1(CHUNKED[head_end:]).digest())
     assert rec.rec_headers.get_header("WARC-IP-Address") == "127.0.0.1"
     assert not list(tmp_path.glob("warc/*.open"))
+
+
+def test_a_host_left_idle_has_its_connections_closed(server, monkeypatch):
+    """A daemon polling thousands of hosts every few minutes must not keep a client and a
+    socket per host between polls: they are closed once the host has been idle a while."""
+    monkeypatch.setattr(fetch_module, "IDLE_CLIENT", 0.3)
+
+    async def go() -> tuple[int, int]:
+        f = Fetcher(FetchSettings(allow_private_networks=True, per_host_delay=0))
+        try:
+            res = await f.fetch(server.url("/kept-alive"))
+            assert res.error is None and res.final.body == b"ok"
+            during = server.open_connections
+            for _ in range(50):  # bounded: 5 s
+                await asyncio.sleep(0.1)
+                if server.open_connections == 0:
+                    break
+            return during, server.open_connections
+        finally:
+            await f.aclose()
+
+    during, after = asyncio.run(go())
+    assert during >= 1  # the connection was kept alive after the exchange
+    assert after == 0
 
 
 def test_body_over_the_limit_is_truncated_on_the_wire(server):
