@@ -183,6 +183,18 @@ def test_the_rendered_view_shows_what_the_script_wrote_and_runs_no_script(served
     assert len(served.outlet.requests) == outlet_asked  # the live outlet was never asked
 
 
+def test_the_screenshot_s_own_capture_page_shows_it(served: Served):
+    """A search or a list of captures leads to the screenshot's row: its page shows the image."""
+    status, _, body = get(f"{served.base}/capture/{served.shot.id}")
+    assert status == 200, body
+    img = lxml.html.fromstring(body).get_element_by_id("screenshot-image")
+    assert img.get("alt").startswith(f"Screenshot of {served.js.url} as"), img.get("alt")
+    status, headers, png_bytes = fetch(served.base + img.get("src"))
+    stored = next(r["body"] for r in records(served.root)
+                  if r["type"] == "resource" and r["uri"] == f"urn:screenshot:{served.js.url}")
+    assert status == 200 and headers["content-type"] == "image/png" and png_bytes == stored
+
+
 def test_an_html_mode_capture_page_has_no_screenshot(served: Served):
     status, _, body = get(f"{served.base}/capture/{served.plain.id}")
     assert status == 200, body

@@ -76,6 +76,8 @@ def rendered_rows(archive: "Archive", source: CaptureRow | None) -> tuple[Captur
 
 
 def how_captured(archive: "Archive", source: CaptureRow | None) -> HowCaptured:
+    if source is not None and source.kind == "screenshot":  # its own capture page shows the image
+        return HowCaptured(screenshot=screenshot_of(archive, source))
     if source is None or source.kind != "article":
         return HowCaptured()
     dom, shot = rendered_rows(archive, source)
