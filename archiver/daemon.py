@@ -65,9 +65,9 @@ def _size(n: float) -> str:
 
 
 class Daemon:
-    def __init__(self, config_path: Path):
+    def __init__(self, config_path: Path, loaded: LoadedConfig | None = None):
         self.config_path = config_path
-        self.cfg: LoadedConfig = load_config(config_path)
+        self.cfg: LoadedConfig = loaded if loaded is not None else load_config(config_path)
         self.metrics = Metrics()
         self.schedule: Schedule | None = None
         self.crawler: Pass | None = None
@@ -369,7 +369,10 @@ class Daemon:
         await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the loop's next turn
 
 
-def run_daemon(config_path: Path) -> int:
-    daemon = Daemon(config_path)
+def run_daemon(config_path: Path, loaded: list[LoadedConfig] | None = None) -> int:
+    """`loaded`: [the config at `config_path`] when the caller has just loaded it. It is
+    taken out of the list, so that it is the daemon's alone and freed when a reload replaces
+    it: with thousands of outlets a copy is megabytes."""
+    daemon = Daemon(config_path, loaded.pop() if loaded else None)
     os.makedirs(daemon.cfg.storage_root, exist_ok=True)
     return asyncio.run(daemon.run())

@@ -168,11 +168,11 @@ def run(config: str, log_format: str | None, verbose: int) -> int:
     from ..daemon import run_daemon
     from ..schedule import quiet_scheduler_logs
 
-    cfg = load_config(config)
-    setup_logging(2 if verbose else 0, log_format or cfg.config.daemon.log_format, base=logging.INFO)
+    loaded = [load_config(config)]
+    setup_logging(2 if verbose else 0, log_format or loaded[0].config.daemon.log_format, base=logging.INFO)
     quiet_scheduler_logs()
     try:
-        code = run_daemon(Path(config))
+        code = run_daemon(Path(config), loaded)
     except (ArchiverError, OSError) as e:  # said in the daemon's log format, not as a CLI line
         logging.getLogger("archiver").error("the daemon could not start: %s", e)
         code = 1
