@@ -4,7 +4,7 @@
 event loop: a job lasts as long as its pass) or the scaled setup's (`archiver scheduler`, a
 BackgroundScheduler in a thread: a job starts a pass that workers do). One job per outlet, in
 a SQLAlchemy job store (`scheduler.sqlite3` in the storage root, or the tables of a PostgreSQL
-index), so next run times survive restarts. This is the only module that knows APScheduler.
+index), so next run times survive restarts. This module and triggers.py (when passes fall) are the only ones that know APScheduler.
 
 APScheduler re-arms its timer only after a scheduling round returns: a round that raises (the
 job store failing in `update_job` or `get_next_run_time`, as SQLite does with "unable to open
@@ -35,78 +35,21 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler, run_in_event_loop
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .clock import iso_seconds
-from .config import LoadedConfig, Outlet
+from .config import LoadedConfig
 from .errors import ArchiverError, first_line
 from .index import job_store_engine
 from .jobstore import JOBS_TABLE, scheduler_url, store_name
+from .triggers import make_trigger, pass_due_by, same_trigger
 from .ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# a pass counts as overdue this long after two of its intervals (and its jitter) went by
-PASS_START_GRACE = 10.0
-
-
-# ---------------------------------------------------------------------- triggers
-
-
-class SteadyIntervalTrigger(IntervalTrigger):
-    """An IntervalTrigger whose runs stay on its grid: start + k intervals, each plus up to its
-    jitter. APScheduler's counts every interval from the previous run, jitter included, so
-    with the default 10 % an outlet on `every: 15m` was polled every 15 to 16.5 minutes, 45 s
-    later each pass on average (91 passes a day instead of 96)."""
-
-    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
-        if previous_fire_time is None or not self.jitter:
-            return super().get_next_fire_time(previous_fire_time, now)
-        start, length = self.start_date.timestamp(), self.interval_length
-        # the grid point the previous run was jittered from (a first run before start: the one before)
-        k = math.floor((previous_fire_time.timestamp() - start) / length + 1e-9)
-        nxt = super().get_next_fire_time(datetime.fromtimestamp(start + k * length, timezone.utc), now)
-        if nxt is not None and nxt <= previous_fire_time:  # never the same run twice
-            return super().get_next_fire_time(previous_fire_time, now)
-        return nxt
-
-
-def make_trigger(outlet: Outlet, jitter_fraction: float) -> IntervalTrigger | CronTrigger:
-    sched = outlet.schedule
-    # an adaptive schedule's job runs every `min`; each pass fetches only the feeds due then
-    every = sched.shortest
-    if every is not None:
-        return SteadyIntervalTrigger(seconds=every, timezone=timezone.utc,
-                                     jitter=int(every * jitter_fraction) or None)
-    assert sched.cron is not None
-    trigger = CronTrigger.from_crontab(sched.cron, timezone=timezone.utc)
-    now = datetime.now(timezone.utc)
-    first = trigger.get_next_fire_time(None, now)
-    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
-    if first and second:
-        trigger.jitter = int((second - first).total_seconds() * jitter_fraction) or None
-    return trigger
-
-
-def same_trigger(a: object, b: object) -> bool:
-    return type(a) is type(b) and str(a) == str(b) and getattr(a, "jitter", None) == getattr(b, "jitter", None)
-
-
-def pass_due_by(outlet: Outlet, jitter_fraction: float, since: float) -> float:
-    """When (epoch seconds) a working scheduler has surely started a pass of this outlet, counting
-    from `since`: after two of its intervals, their jitter and PASS_START_GRACE."""
-    sched = outlet.schedule
-    if sched.shortest is not None:
-        return since + sched.shortest * (2 + jitter_fraction) + PASS_START_GRACE
-    assert sched.cron is not None
-    trigger = CronTrigger.from_crontab(sched.cron, timezone=timezone.utc)
-    first = trigger.get_next_fire_time(None, datetime.fromtimestamp(since, timezone.utc))
-    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
-    if first is None or second is None:
-        return math.inf
-    return second.timestamp() + (second - first).total_seconds() * jitter_fraction + PASS_START_GRACE
+# new outlets' first passes start at about this rate at most (over half their interval at most)
+FIRST_PASSES_PER_S = 20.0
 
 
 # ---------------------------------------------------------------------- the guards
@@ -398,17 +341,26 @@ class Schedule:
     def _sync(self) -> None:
         existing = {job.id: job for job in self._scheduler.get_jobs()}
         now = datetime.now(timezone.utc)
+        jitter = self.cfg.config.daemon.jitter
+        new = sum(1 for o in self.cfg.config.outlets if o.name not in existing)
         for outlet in self.cfg.config.outlets:
-            trigger = make_trigger(outlet, self.cfg.config.daemon.jitter)
             args = [self.runtime, outlet.name]
             job = existing.pop(outlet.name, None)
             if job is None:
-                # a new outlet gets its first pass soon, spread a little so outlets do not start together
-                first = now + timedelta(seconds=random.uniform(0, min(5.0, (outlet.schedule.shortest or 60) / 10)))
+                # a new outlet gets its first pass soon, spread so outlets do not start together
+                # (thousands of new ones over a while: a first pass fetches whole feeds and
+                # their articles); its next is on its phase, at least half an interval later
+                every = outlet.schedule.shortest or 60
+                spread = min(every / 2, max(min(5.0, every / 10), new / FIRST_PASSES_PER_S))
+                first = now + timedelta(seconds=random.uniform(0, spread))
+                trigger = make_trigger(outlet, jitter, after=first + timedelta(seconds=every / 2))
                 self._scheduler.add_job(self._job, trigger, args=args, id=outlet.name, name=outlet.name,
                                         next_run_time=first, replace_existing=True)
-                log.info("scheduled %s: %s, first pass at %s", outlet.name, trigger, first.isoformat())
+                then = f", then from {trigger.start_date.isoformat()}" if isinstance(trigger, IntervalTrigger) else ""
+                log.info("scheduled %s: %s, first pass at %s%s", outlet.name, trigger, first.isoformat(), then)
                 continue
+            # a changed interval: the next pass on the outlet's phase, half an interval ahead at least
+            trigger = make_trigger(outlet, jitter, after=now + timedelta(seconds=(outlet.schedule.shortest or 0) / 2))
             if job.func is not self._job or list(job.args) != args:
                 self._scheduler.modify_job(outlet.name, func=self._job, args=args)  # its next run stays
             if not same_trigger(job.trigger, trigger):

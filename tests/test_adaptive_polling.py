@@ -18,7 +18,7 @@ from werkzeug import Request, Response
 from archiver import polling
 from archiver.config import load_config
 from archiver.crawl import run_pass
-from archiver.schedule import make_trigger
+from archiver.triggers import make_trigger
 
 from .conftest import invoke
 from .localoutlet import outlet_config

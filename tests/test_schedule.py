@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import pickle
+import re
 import signal
 import sqlite3
 import threading
@@ -17,7 +18,8 @@ from pathlib import Path
 from archiver.config import LoadedConfig, load_config
 from archiver.runtime import handle_signals
 from archiver.jobstore import next_run_times
-from archiver.schedule import Schedule, make_trigger
+from archiver.schedule import Schedule
+from archiver.triggers import make_trigger
 
 from .test_daemon import wait_for
 
@@ -175,6 +177,44 @@ def test_a_job_stored_with_the_previous_interval_trigger_keeps_its_next_run(tmp_
     finally:
         store.close()
     assert type(pickle.loads(state_bytes)["trigger"]).__name__ == "SteadyIntervalTrigger"
+
+
+def test_many_outlets_on_one_interval_are_spread_evenly_over_it(tmp_path: Path, caplog):
+    """300 new outlets on `every: 15m`: their first passes start over a few seconds, not at
+    once, and after that each outlet keeps a phase of its own, so each tenth of the interval
+    gets about a tenth of the passes instead of all of them coming together."""
+    root = tmp_path / "arch"
+    root.mkdir()
+    path = root / "config.yaml"
+    path.write_text(f"storage: {{root: {root}}}\ntopics: [{{name: t, any: [x]}}]\noutlets:\n" + "".join(
+        f'  - {{name: outlet-{i}, feeds: ["http://127.0.0.1:9/{i}.xml"], schedule: {{every: 15m}}}}\n'
+        for i in range(300)), encoding="utf-8")
+    cfg = load_config(path)
+    caplog.set_level(logging.INFO, logger="archiver.schedule")
+    before = time.time()
+    s = Schedule(cfg, "scheduler", lambda outlet: None, in_thread=True)
+    assert s.start()
+    s.shutdown()
+    said = re.compile(r"scheduled (outlet-\d+): interval\[0:15:00\], first pass at (\S+), then from (\S+)$")
+    plans = {m[1]: (datetime.fromisoformat(m[2]).timestamp(), datetime.fromisoformat(m[3]).timestamp())
+             for m in (said.match(r.getMessage()) for r in caplog.records) if m}
+    assert len(plans) == 300, caplog.text[:2000]
+    firsts = [first for first, _ in plans.values()]
+    assert before <= min(firsts) and max(firsts) <= before + 300 / 20 + 5  # 20 first passes a second
+    assert max(firsts) - min(firsts) > 5  # spread, not all in the first seconds
+    tenths = [0] * 10
+    for first, then in plans.values():
+        assert first + 450 <= then <= first + 450 + 900  # the next pass half an interval later at least
+        tenths[int(then % 900 // 90)] += 1
+    assert min(tenths) >= 15 and max(tenths) <= 45, tenths  # 30 each if perfectly even
+    # and that is where the stored jobs run: each on its phase from then on
+    store = sqlite3.connect(root / "scheduler.sqlite3")
+    try:
+        states = {st["id"]: st for st in (pickle.loads(b) for (b,) in store.execute(
+            "SELECT job_state FROM apscheduler_jobs"))}
+    finally:
+        store.close()
+    assert {k: st["trigger"].start_date.timestamp() for k, st in states.items()} == {k: t for k, (_, t) in plans.items()}
 
 
 def test_signals_stop_and_reload_and_the_handlers_before_come_back():
