@@ -104,12 +104,15 @@ def warc_bytes(storage: Path) -> dict:
 
 class BrowserPeak:
     """Peak memory of the crawl's browser processes (Chromium and its renderers), sampled
-    every 0.25 s: summed RSS, and PSS (shared pages counted once: what max_browser_mb caps)."""
+    every 0.25 s: summed RSS, and PSS (shared pages counted once: what max_browser_mb caps);
+    and their CPU time, each process's last sample (a renderer that lived less than 0.25 s
+    is missed, so it is a lower bound)."""
 
     def __init__(self, pid: int):
         import threading
 
         self.pid, self.rss, self.pss, self.pages = pid, 0, 0, 0
+        self.cpu: dict[int, float] = {}  # pid -> utime + stime, seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -130,6 +133,9 @@ class BrowserPeak:
                                 rss += int(line.split()[1]) * 1024
                             elif line.startswith(b"Pss:"):
                                 pss += int(line.split()[1]) * 1024
+                    with open(f"/proc/{pid}/stat", "rb") as f:
+                        fields = f.read().rsplit(b")", 1)[1].split()
+                    self.cpu[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
                 except OSError:
                     continue
             self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
@@ -141,7 +147,8 @@ class BrowserPeak:
     def figures(self) -> dict:
         if not self.rss:
             return {}
-        return {"browser_peak_rss_mb": round(self.rss / 2**20), "browser_peak_pss_mb": round(self.pss / 2**20)}
+        return {"browser_peak_rss_mb": round(self.rss / 2**20), "browser_peak_pss_mb": round(self.pss / 2**20),
+                "browser_cpu_s": round(sum(self.cpu.values()), 1)}
 
 
 def main() -> int:
