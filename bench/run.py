@@ -198,7 +198,7 @@ def main() -> int:
             step(f"end to end, 1,000 articles, run {rnd} of 2")
             runs.append(crawl(a.site, a.out / "e2e-1k", 50))
             urls = article_urls(a.out / "e2e-1k", a.out / "e2e-1k-urls.txt")
-            step(f"reference pipeline (reference.py) on the same {runs[-1]['articles']} URLs, run {rnd} of 2")
+            step(f"reference pipeline on the same {runs[-1]['articles']} URLs, run {rnd} of 2")
             refs.append(reference(urls, a.out / "reference-1k"))
         # the last run's archive stays; its speed is the median of both, its memory the larger
         small = result["e2e_1k"] = {**runs[-1], "pages_per_s": statistics.median(r["pages_per_s"] for r in runs),
