@@ -62,18 +62,18 @@ def _reason(e: SQLAlchemyError) -> str:
     return str(orig if orig is not None else e).strip().splitlines()[0]
 
 
-def _wal(dbapi_conn: sqlite3.Connection, _: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
-
-
 def _sqlite_engine(path: Path, readonly: bool) -> Engine:
     if readonly:
         return create_engine("sqlite://", creator=lambda: _open_readonly(path), poolclass=QueuePool)
     engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30, "check_same_thread": False})
-    event.listen(engine, "connect", _wal)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: sqlite3.Connection, _: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
     return engine
 
 
@@ -170,9 +170,7 @@ def job_store_engine(url: str) -> Engine:
     only runs a pass early."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
-        engine = create_engine(url, connect_args={"check_same_thread": False})
-        event.listen(engine, "connect", _wal)
-        return engine
+        return _sqlite_engine(Path(u.database), readonly=False)
     return create_engine(url)
 
 
