@@ -66,6 +66,8 @@ def _size(n: float) -> str:
 
 class Daemon:
     def __init__(self, config_path: Path, loaded: LoadedConfig | None = None):
+        """`loaded`: the config at `config_path` when the caller has just loaded it; the
+        caller should not keep it (it would outlive a reload: megabytes with thousands of outlets)."""
         self.config_path = config_path
         self.cfg: LoadedConfig = loaded if loaded is not None else load_config(config_path)
         self.metrics = Metrics()
@@ -369,10 +371,7 @@ class Daemon:
         await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the loop's next turn
 
 
-def run_daemon(config_path: Path, loaded: list[LoadedConfig] | None = None) -> int:
-    """`loaded`: [the config at `config_path`] when the caller has just loaded it. It is
-    taken out of the list, so that it is the daemon's alone and freed when a reload replaces
-    it: with thousands of outlets a copy is megabytes."""
-    daemon = Daemon(config_path, loaded.pop() if loaded else None)
-    os.makedirs(daemon.cfg.storage_root, exist_ok=True)
-    return asyncio.run(daemon.run())
+    def main(self) -> int:
+        """Run until stopped, on an event loop of its own."""
+        os.makedirs(self.cfg.storage_root, exist_ok=True)
+        return asyncio.run(self.run())

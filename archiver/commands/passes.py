@@ -165,14 +165,16 @@ def crawl(config: str, outlets: tuple[str, ...], verbose: int, no_progress: bool
 @click.option("-v", "--verbose", count=True, help="debug logging with -v")
 def run(config: str, log_format: str | None, verbose: int) -> int:
     """Run the daemon: poll every outlet on its schedule until SIGTERM/SIGINT (SIGHUP reloads the config)."""
-    from ..daemon import run_daemon
+    from ..daemon import Daemon
     from ..schedule import quiet_scheduler_logs
 
-    loaded = [load_config(config)]
-    setup_logging(2 if verbose else 0, log_format or loaded[0].config.daemon.log_format, base=logging.INFO)
+    cfg = load_config(config)
+    setup_logging(2 if verbose else 0, log_format or cfg.config.daemon.log_format, base=logging.INFO)
     quiet_scheduler_logs()
     try:
-        code = run_daemon(Path(config), loaded)
+        daemon = Daemon(Path(config), cfg)
+        del cfg  # the daemon's alone, freed when a reload replaces it
+        code = daemon.main()
     except (ArchiverError, OSError) as e:  # said in the daemon's log format, not as a CLI line
         logging.getLogger("archiver").error("the daemon could not start: %s", e)
         code = 1
