@@ -13,8 +13,8 @@ first use in about a minute, served by nginx on 127.0.0.10-30), in this order:
    article kept (a topic that matches "the"), with the peak memory of the main process and
    of the largest extraction worker, at the default `fetch.concurrency` (16), then the
    10,000 again at 32 (each place holds a fetched page until it is written). The 1,000 runs
-   twice, each time followed by the reference pipeline (reference.py: httpx -> warcio ->
-   readability-lxml on 2 processes) on the article URLs the crawl captured, both timed from
+   twice, each time followed by the reference pipeline (../shared/bench/site/ref_pipeline.py:
+   httpx -> warcio -> readability-lxml on 2 processes) on the article URLs the crawl captured, both timed from
    outside, start-up included; pages/s are medians of the 2 runs of each;
 4. capture modes: `requisites` on 1,000 articles (against html mode's pages/s at 1,000) and
    `browser` on 100 (Chromium, 2 pages at once: pages/s and the browser's peak PSS);
@@ -106,28 +106,26 @@ def article_urls(storage: Path, dest: Path) -> Path:
 
 
 def reference(urls: Path, out: Path) -> dict:
-    """The reference pipeline on `urls`, timed from outside as `crawl()` is (start-up counts):
-    ../shared/bench/site/ref_pipeline.py (httpx -> warcio WARCWriter(gzip) -> readability-lxml
-    on 2 processes, 16 connections as archiver's default) when it is there, else this
-    directory's reference.py, which does the same. pages/s: the URLs given over the wall time."""
+    """The reference pipeline, ../shared/bench/site/ref_pipeline.py (httpx -> warcio
+    WARCWriter(gzip) -> readability-lxml on 2 processes, 16 connections as archiver's default),
+    on `urls`, timed from outside as `crawl()` is (start-up counts). pages/s: the URLs given
+    over the wall time."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     wanted = len(urls.read_text(encoding="utf-8").split())
-    shared = SITE_TOOLS / "ref_pipeline.py"
-    cmd = ([sys.executable, str(shared), "--urls", str(urls), "-c", "16", "--extract", "--workers", "2",
-            "--warc", str(out / "reference.warc.gz")] if shared.exists() else
-           [sys.executable, str(HERE / "reference.py"), "--urls", str(urls), "--out", str(out)])
+    cmd = [sys.executable, str(SITE_TOOLS / "ref_pipeline.py"), "--urls", str(urls), "-c", "16", "--extract",
+           "--workers", "2", "--warc", str(out / "reference.warc.gz")]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise RuntimeError(f"{Path(cmd[1]).name} failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+        raise RuntimeError(f"ref_pipeline.py failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
     r = json.loads(proc.stdout.strip().splitlines()[-1])
-    if shared.exists():
-        r = {"tool": "ref_pipeline", "pages": wanted, "main_cpu_s": r["cpu_self_s"], "worker_cpu_s":
-             r["cpu_children_s"], "main_rss_mb": r["maxrss_self_MB"], "worker_rss_mb": r["maxrss_largest_child_MB"],
-             "inner_seconds": r["elapsed_s"], "raw": r}
-    return {**r, "seconds": wall, "pages_per_s": wanted / wall}
+    if r["ok"] < 0.9 * wanted:  # the site's own errors are a few percent; more is a broken run
+        raise RuntimeError(f"ref_pipeline.py got {r['ok']} answers of 200 for {wanted} URLs")
+    return {"pages": wanted, "main_cpu_s": r["cpu_self_s"], "worker_cpu_s": r["cpu_children_s"],
+            "main_rss_mb": r["maxrss_self_MB"], "worker_rss_mb": r["maxrss_largest_child_MB"],
+            "inner_seconds": r["elapsed_s"], "raw": r, "seconds": wall, "pages_per_s": wanted / wall}
 
 
 def timed(cmd: list[str]) -> float:
