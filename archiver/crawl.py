@@ -42,6 +42,7 @@ from .recover import open_archive
 from .rerender import FetchedAgain, rendered_before, same_rendering
 from .settings import Outlet
 from .sources import WELL_KNOWN_SITEMAPS, Sources, validators
+from .lanes import Lanes
 from .topics import TopicMatcher
 from .clock import utc_now as _now
 from .warc import WarcWriter, sha1_b32
@@ -99,6 +100,7 @@ class Pass:
         # started on the first page to render (capture modes browser and auto)
         self.browsers = BrowserCapture(c.capture.browser)
         self.archived = ArchivedRequisites(index, self.warcs)  # requisites the browser gets from the archive
+        self.lanes = Lanes()  # each outlet pass's candidates, until fetched
         self.progress = progress or (lambda event, advance, total: None)
         # set when the WARCs or the index cannot be written (disk full): the passes running
         # stop taking candidates, since every fetch would be thrown away; a new pass tries again
@@ -129,6 +131,7 @@ class Pass:
         await self.browsers.aclose()
         self._parsers.shutdown(wait=True)
         self.extractors.shutdown()
+        self.lanes.close()
         self.recorder.close()
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
@@ -408,31 +411,27 @@ class Pass:
         started = _now()
         self.storage_failed = None
         run = self.start(outlet, self.index.start_pass(outlet.name, started, SOFTWARE, self.cfg.sha256))
-        stats = run.stats
-        error = None
+        stats, error, lane = run.stats, None, self.lanes.lane()
         try:
             if given is None:
                 candidates = await self.discover(run)
                 stats.discovered = len(candidates)
-                todo = self.todo(run, candidates)
+                lane.add(self.todo(run, candidates))
+                del candidates  # on disk now, read back a batch at a time
             else:
-                stats.discovered, todo = len(given), list(given)
-            self.progress("discovered", 0, len(todo))
+                stats.discovered = len(given)
+                lane.add(given)
+            self.progress("discovered", 0, len(lane))
             # a bounded worker pool: never more candidate tasks alive than fetch slots allow
-            queue: asyncio.Queue[Candidate] = asyncio.Queue()
-            for c in todo:
-                queue.put_nowait(c)
-
             async def worker() -> None:
                 while self.storage_failed is None:
-                    try:
-                        c = queue.get_nowait()
-                    except asyncio.QueueEmpty:
+                    c = lane.take()
+                    if c is None:
                         return
                     await self.article(c, run)
                 raise self.storage_failed
 
-            n = min(len(todo), self.cfg.config.fetch.concurrency)
+            n = min(len(lane), self.cfg.config.fetch.concurrency)
             await _all_or_none(worker() for _ in range(n))
             if given is None:
                 await self.refetch_due(run, started)
@@ -448,6 +447,7 @@ class Pass:
             log.exception("%s: pass failed", outlet.name)
             raise
         finally:
+            lane.close()
             try:
                 self.index.record_pass(run.pass_id, PassCounts(**stats.counts()),
                                        error or ("; ".join(stats.errors[:5]) or None), ended_at=_now())
