@@ -47,6 +47,13 @@ class Ticket:
             await self._places.acquire()
             self.held = True
 
+    async def take_if_free(self) -> bool:
+        """Take a place only if one is free now (no waiting); whether the ticket holds one."""
+        if not self.held and not self._places.locked():
+            await self._places.acquire()  # free: returns at once
+            self.held = True
+        return self.held
+
     def release(self) -> None:
         if self.held:
             self.held = False
@@ -145,43 +152,57 @@ class HostGate:
     @asynccontextmanager
     async def slot(self, global_slots: asyncio.Semaphore, url: str = "",
                    max_wait: float = float("inf"), ticket: Ticket | None = None) -> AsyncIterator[None]:
-        async with self._sem:
-            async with self._lock:  # one start decision at a time for this host
-                while self._unsent is not None:  # the request let out before ours has not started yet
-                    await self._unsent.wait()
-                while True:
-                    now = time.monotonic()
-                    if self.paused_until - now > max_wait:
-                        raise HostPaused(url, "host-backoff", f"the host asked us to wait "
-                                         f"{self.paused_until - now:.0f}s more (HTTP 429/503)")
-                    wait = max(self._last_start + self.delay, self.paused_until) - now
-                    if wait <= 0:
-                        break
-                    await asyncio.sleep(wait)
-                token = None
-                if self.shared is not None:
-                    # other workers' requests to this host count too: at most `concurrency`
-                    # in flight across all of them, the turn held until our bytes are sent
-                    # (mark_sent) and the next one `delay` later; another worker's 429/503
-                    # pauses us as well
-                    try:
-                        token = await self.shared.take(self.host, self.delay, self.concurrency, max_wait)
-                    except SharedPause as e:
-                        raise HostPaused(url, "host-backoff", f"the host asked us to wait {e.seconds:.0f}s more "
-                                         f"(HTTP 429/503, seen by another worker)") from None
-                    self._turn = token if self.delay > 0 else None
-                try:
-                    if ticket is not None:
-                        await ticket.take()
-                    await global_slots.acquire()
-                except BaseException:
-                    await self._done(token)
-                    raise
-                self._last_start = time.monotonic()
-                unsent = self._unsent = asyncio.Event() if self.delay > 0 else None
+        while True:
+            sem = self._sem  # a reload may replace it: this request gives back the one it took
+            await sem.acquire()
             try:
-                yield
-            finally:
+                await self._lock.acquire()  # one start decision at a time for this host
+            except BaseException:
+                sem.release()
+                raise
+            try:
+                if await self._turn_comes(url, max_wait, ticket):
+                    break
+            except BaseException:
+                self._lock.release()
+                sem.release()
+                raise
+            # no place free: wait for one without the host's turn or its share of the host's
+            # concurrency. Holding them, this would stall every page of the host, and the
+            # pages that hold the places may be waiting for this host (a redirect to it): with
+            # few places the pass hung for good. Then the turn is waited for again.
+            self._lock.release()
+            sem.release()
+            await ticket.take()  # type: ignore[union-attr]  # _turn_comes is False only with a ticket
+        try:
+            token = None
+            if self.shared is not None:
+                # other workers' requests to this host count too: at most `concurrency`
+                # in flight across all of them, the turn held until our bytes are sent
+                # (mark_sent) and the next one `delay` later; another worker's 429/503
+                # pauses us as well
+                try:
+                    token = await self.shared.take(self.host, self.delay, self.concurrency, max_wait)
+                except SharedPause as e:
+                    raise HostPaused(url, "host-backoff", f"the host asked us to wait {e.seconds:.0f}s more "
+                                     f"(HTTP 429/503, seen by another worker)") from None
+                self._turn = token if self.delay > 0 else None
+            try:
+                await global_slots.acquire()
+            except BaseException:
+                await self._done(token)
+                raise
+            self._last_start = time.monotonic()
+            unsent = self._unsent = asyncio.Event() if self.delay > 0 else None
+        except BaseException:
+            self._lock.release()
+            sem.release()
+            raise
+        self._lock.release()
+        try:
+            yield
+        finally:
+            try:
                 global_slots.release()
                 if unsent is not None and self._unsent is unsent:
                     # over without its bytes noted (a failed connect, a write that failed
@@ -190,6 +211,24 @@ class HostGate:
                     unsent.set()
                     self._unsent = None
                 await self._done(token)
+            finally:
+                sem.release()
+
+    async def _turn_comes(self, url: str, max_wait: float, ticket: Ticket | None) -> bool:
+        """With the host's lock held: wait for the request let out before to start, for the
+        gap and any pause; then take a place if one is free. False when none was."""
+        while self._unsent is not None:  # the request let out before ours has not started yet
+            await self._unsent.wait()
+        while True:
+            now = time.monotonic()
+            if self.paused_until - now > max_wait:
+                raise HostPaused(url, "host-backoff", f"the host asked us to wait "
+                                 f"{self.paused_until - now:.0f}s more (HTTP 429/503)")
+            wait = max(self._last_start + self.delay, self.paused_until) - now
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        return ticket is None or await ticket.take_if_free()
 
     async def _done(self, token: str | None) -> None:
         if token is not None and self.shared is not None:

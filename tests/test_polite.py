@@ -160,3 +160,45 @@ def test_per_host_concurrency_holds_across_workers(redis_server, limit: int):
         results = asyncio.run(go(srv))
     assert all(r.error is None and r.final.status == 200 for r in results)
     assert most[0] == limit
+
+
+def test_a_page_waiting_for_a_place_does_not_hold_its_host_from_a_page_that_has_one():
+    # one place (fetch.concurrency 1): page A holds it and is redirected to host Y, where
+    # page B waits for a place. B must wait without Y's turn, or neither ever finishes
+    from archiver.settings import FetchSettings
+    from archiver.fetch import Fetcher
+    from archiver.polite import Ticket
+
+    from .rawserver import RawServer, raw
+
+    ok = raw(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    with RawServer({"/a2": ok, "/b": ok}, host="127.0.0.2") as y:
+        moved = raw(b"HTTP/1.1 301 Moved Permanently\r\nLocation: " + y.url("/a2").encode()
+                    + b"\r\nContent-Length: 0\r\n\r\n")
+
+        async def slow_redirect(reader, writer):
+            await asyncio.sleep(0.6)  # B reaches Y's gate meanwhile
+            await moved(reader, writer)
+
+        with RawServer({"/a": slow_redirect}) as x:
+            async def go():
+                f = Fetcher(FetchSettings(allow_private_networks=True, per_host_delay=0))
+                places = asyncio.Semaphore(1)
+
+                async def page(url: str):
+                    ticket = Ticket(places)
+                    try:
+                        return await f.fetch(url, ticket=ticket)
+                    finally:
+                        ticket.release()
+                try:
+                    a = asyncio.ensure_future(page(x.url("/a")))
+                    await asyncio.sleep(0.3)
+                    b = asyncio.ensure_future(page(y.url("/b")))
+                    return await asyncio.wait_for(asyncio.gather(a, b), 20)
+                finally:
+                    await f.aclose()
+
+            a, b = asyncio.run(go())
+    assert a.final is not None and a.final.status == 200 and a.final.url == y.url("/a2")
+    assert b.final is not None and b.final.status == 200
