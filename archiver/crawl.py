@@ -447,12 +447,12 @@ class Pass:
             log.exception("%s: pass failed", outlet.name)
             raise
         finally:
-            lane.close()
             try:
                 self.index.record_pass(run.pass_id, PassCounts(**stats.counts()),
                                        error or ("; ".join(stats.errors[:5]) or None), ended_at=_now())
             except StorageError as e:  # the index may be on the disk that filled up
                 log.error("%s: pass end not recorded: %s", outlet.name, e)
+            lane.close()
         return stats
 
 

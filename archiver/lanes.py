@@ -5,22 +5,39 @@ and a pass runs every outlet at once: held as lists until fetched, they were the
 the crawling process's memory that grew with the size of the crawl. Each outlet's are
 written to a lane of a private temporary SQLite database when its discovery ends, and its
 workers read them back a batch at a time, in the order they were given.
+
+That database is a convenience, not storage: when it cannot be written (the temporary
+directory is full) a lane keeps its candidates in memory instead, and the pass goes on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import sqlite3
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from .discover import Candidate
-from .errors import StorageError
+from .errors import ArchiverError
+
+log = logging.getLogger("archiver.crawl")
 
 BATCH = 64  # candidates read back at once: a worker's next few, not the lane
 _FIELDS = tuple(f.name for f in dataclasses.fields(Candidate))
+_COLUMNS = ", ".join(_FIELDS)
+
+
+def _stored(v: Any) -> Any:
+    # a feed's text may hold lone surrogates (JSON feeds' "\ud83d"), which SQLite's UTF-8
+    # cannot: strings go in as their bytes and come back the same
+    return v.encode("utf-8", "surrogatepass") if isinstance(v, str) else v
+
+
+def _loaded(v: Any) -> Any:
+    return v.decode("utf-8", "surrogatepass") if isinstance(v, bytes) else v
 
 
 class Lanes:
@@ -33,7 +50,9 @@ class Lanes:
         self._db.execute("PRAGMA cache_size=-512")  # KiB
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute(f"CREATE TABLE c (lane INTEGER NOT NULL, seq INTEGER PRIMARY KEY, {', '.join(_FIELDS)})")
+        # AUTOINCREMENT: a seq is never reused, so what a lane is given later comes after
+        # what it has read back
+        self._db.execute(f"CREATE TABLE c (lane INTEGER NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT, {_COLUMNS})")
         self._db.execute("CREATE INDEX c_lane ON c (lane, seq)")
         self._ids = itertools.count(1)
         self.closed = False
@@ -41,19 +60,24 @@ class Lanes:
     def lane(self) -> Lane:
         return Lane(self, next(self._ids))
 
-    def execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
-        try:
-            return self._db.execute(sql, tuple(params))
-        except sqlite3.Error as e:  # the temporary directory is full, most likely
-            raise StorageError(f"the pass's candidates cannot be kept in a temporary file: {e}") from None
-
-    def add(self, lane: int, candidates: Iterable[Candidate]) -> int:
-        rows = ((lane, *(getattr(c, f) for f in _FIELDS)) for c in candidates)
+    def add(self, lane: int, candidates: list[Candidate]) -> None:
+        """All of them or, raising sqlite3.Error, none."""
         marks = ", ".join("?" * (len(_FIELDS) + 1))
-        try:
-            return self._db.executemany(f"INSERT INTO c (lane, {', '.join(_FIELDS)}) VALUES ({marks})", rows).rowcount
-        except sqlite3.Error as e:
-            raise StorageError(f"the pass's candidates cannot be kept in a temporary file: {e}") from None
+        with self._db:  # one transaction: rolled back on an error
+            self._db.execute("BEGIN")
+            self._db.executemany(f"INSERT INTO c (lane, {_COLUMNS}) VALUES ({marks})",
+                                 ((lane, *(_stored(getattr(c, f)) for f in _FIELDS)) for c in candidates))
+
+    def read(self, lane: int, after: int) -> list[tuple[int, Candidate]]:
+        rows = self._db.execute(f"SELECT seq, {_COLUMNS} FROM c WHERE lane = ? AND seq > ? ORDER BY seq LIMIT ?",
+                                (lane, after, BATCH)).fetchall()
+        return [(r[0], Candidate(*map(_loaded, r[1:]))) for r in rows]
+
+    def drop(self, lane: int, up_to: int | None = None) -> None:
+        if up_to is None:
+            self._db.execute("DELETE FROM c WHERE lane = ?", (lane,))
+        else:
+            self._db.execute("DELETE FROM c WHERE lane = ? AND seq <= ?", (lane, up_to))
 
     def close(self) -> None:
         self.closed = True
@@ -66,7 +90,7 @@ class Lane:
     def __init__(self, lanes: Lanes, lane: int):
         self._lanes, self._lane = lanes, lane
         self._batch: deque[Candidate] = deque()
-        self._stored = 0  # rows of this lane still in the database
+        self._stored = 0  # candidates of this lane in the database, not read back yet
         self._after = 0  # the last seq read back
 
     def __len__(self) -> int:
@@ -74,25 +98,45 @@ class Lane:
         return self._stored + len(self._batch)
 
     def add(self, candidates: Iterable[Candidate]) -> None:
-        self._stored += self._lanes.add(self._lane, candidates)
+        given = list(candidates)
+        if not given:
+            return
+        try:
+            self._lanes.add(self._lane, given)
+        except (sqlite3.Error, UnicodeError, OverflowError, ValueError) as e:
+            log.warning("%d candidates kept in memory: the temporary database cannot take them (%s)",
+                        len(given), e)
+            self._batch.extend(given)
+            return
+        self._stored += len(given)
 
     def take(self) -> Candidate | None:
-        if not self._batch and self._stored:
-            rows = self._lanes.execute(f"SELECT seq, {', '.join(_FIELDS)} FROM c WHERE lane = ? AND seq > ? "
-                                       "ORDER BY seq LIMIT ?", (self._lane, self._after, BATCH)).fetchall()
+        if not self._batch and self._stored and not self._lanes.closed:
+            try:
+                rows = self._lanes.read(self._lane, self._after)
+            except sqlite3.Error as e:
+                raise ArchiverError(f"the pass's candidates cannot be read back from the temporary database: {e}"
+                                    ) from None
+            self._batch.extend(c for _, c in rows)
+            self._stored = self._stored - len(rows) if rows else 0
             if rows:
                 self._after = rows[-1][0]
-                self._lanes.execute("DELETE FROM c WHERE lane = ? AND seq <= ?", (self._lane, self._after))
-                self._batch.extend(Candidate(*r[1:]) for r in rows)
-            self._stored = max(0, self._stored - len(rows)) if rows else 0
+                try:
+                    self._lanes.drop(self._lane, self._after)
+                except sqlite3.Error as e:  # they are read; what is left in the file goes with it
+                    log.warning("candidates read back but not removed from the temporary database: %s", e)
         return self._batch.popleft() if self._batch else None
 
     def close(self) -> None:
-        """Drop what was not taken (a pass that stopped early)."""
-        if self._stored and not self._lanes.closed:
-            self._lanes.execute("DELETE FROM c WHERE lane = ?", (self._lane,))
+        """Drop what was not taken (a pass that stopped early). Never raises: it runs in the
+        pass's `finally`, where an error would hide the one that ended the pass."""
         self._stored = 0
         self._batch.clear()
+        if not self._lanes.closed:
+            try:
+                self._lanes.drop(self._lane)
+            except sqlite3.Error as e:
+                log.warning("candidates left in the temporary database: %s", e)
 
 
 __all__ = ["Lanes", "Lane", "BATCH"]

@@ -62,3 +62,39 @@ def test_an_empty_lane_gives_nothing():
     assert len(lane) == 0 and lane.take() is None
     lane.close()
     lanes.close()
+
+
+def test_text_sqlite_cannot_store_comes_back_as_it_was():
+    # a JSON feed's title may hold a lone surrogate; SQLite's UTF-8 cannot
+    lanes = Lanes()
+    odd = Candidate("http://a.example/x", "http://a.example/feed.json", "feed", title="broken \ud83d emoji",
+                    summary="nul \x00 inside")
+    lane = lanes.lane()
+    lane.add([odd])
+    assert lane.take() == odd
+    lanes.close()
+
+
+def test_candidates_given_after_some_were_taken_come_after_them():
+    lanes = Lanes()
+    lane = lanes.lane()
+    first, later = _candidates(BATCH + 1, "a.example"), _candidates(3, "b.example")
+    lane.add(first)
+    taken = [lane.take() for _ in range(BATCH + 1)]  # the database's last rows are gone now
+    lane.add(later)
+    while (c := lane.take()) is not None:
+        taken.append(c)
+    assert taken == first + later
+    lanes.close()
+
+
+def test_a_database_that_cannot_be_written_costs_no_candidate():
+    lanes = Lanes()
+    lane = lanes.lane()
+    lanes._db.close()  # as if the temporary directory had filled up
+    given = _candidates(10, "a.example")
+    lane.add(given)
+    assert len(lane) == 10
+    assert [lane.take() for _ in range(10)] == given
+    assert lane.take() is None
+    lane.close()
