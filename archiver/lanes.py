@@ -30,13 +30,13 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(Candidate))
 _COLUMNS = ", ".join(_FIELDS)
 
 
-def _stored(v: Any) -> Any:
+def _to_db(v: Any) -> Any:
     # a feed's text may hold lone surrogates (JSON feeds' "\ud83d"), which SQLite's UTF-8
     # cannot: strings go in as their bytes and come back the same
     return v.encode("utf-8", "surrogatepass") if isinstance(v, str) else v
 
 
-def _loaded(v: Any) -> Any:
+def _from_db(v: Any) -> Any:
     return v.decode("utf-8", "surrogatepass") if isinstance(v, bytes) else v
 
 
@@ -66,12 +66,12 @@ class Lanes:
         with self._db:  # one transaction: rolled back on an error
             self._db.execute("BEGIN")
             self._db.executemany(f"INSERT INTO c (lane, {_COLUMNS}) VALUES ({marks})",
-                                 ((lane, *(_stored(getattr(c, f)) for f in _FIELDS)) for c in candidates))
+                                 ((lane, *(_to_db(getattr(c, f)) for f in _FIELDS)) for c in candidates))
 
     def read(self, lane: int, after: int) -> list[tuple[int, Candidate]]:
         rows = self._db.execute(f"SELECT seq, {_COLUMNS} FROM c WHERE lane = ? AND seq > ? ORDER BY seq LIMIT ?",
                                 (lane, after, BATCH)).fetchall()
-        return [(r[0], Candidate(*map(_loaded, r[1:]))) for r in rows]
+        return [(r[0], Candidate(*map(_from_db, r[1:]))) for r in rows]
 
     def drop(self, lane: int, up_to: int | None = None) -> None:
         if up_to is None:

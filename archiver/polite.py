@@ -152,28 +152,7 @@ class HostGate:
     @asynccontextmanager
     async def slot(self, global_slots: asyncio.Semaphore, url: str = "",
                    max_wait: float = float("inf"), ticket: Ticket | None = None) -> AsyncIterator[None]:
-        while True:
-            sem = self._sem  # a reload may replace it: this request gives back the one it took
-            await sem.acquire()
-            try:
-                await self._lock.acquire()  # one start decision at a time for this host
-            except BaseException:
-                sem.release()
-                raise
-            try:
-                if await self._turn_comes(url, max_wait, ticket):
-                    break
-            except BaseException:
-                self._lock.release()
-                sem.release()
-                raise
-            # no place free: wait for one without the host's turn or its share of the host's
-            # concurrency. Holding them, this would stall every page of the host, and the
-            # pages that hold the places may be waiting for this host (a redirect to it): with
-            # few places the pass hung for good. Then the turn is waited for again.
-            self._lock.release()
-            sem.release()
-            await ticket.take()  # type: ignore[union-attr]  # _turn_comes is False only with a ticket
+        sem = await self._wait_turn(url, max_wait, ticket)
         try:
             token = None
             if self.shared is not None:
@@ -195,10 +174,10 @@ class HostGate:
             self._last_start = time.monotonic()
             unsent = self._unsent = asyncio.Event() if self.delay > 0 else None
         except BaseException:
-            self._lock.release()
             sem.release()
             raise
-        self._lock.release()
+        finally:
+            self._lock.release()
         try:
             yield
         finally:
@@ -214,7 +193,34 @@ class HostGate:
             finally:
                 sem.release()
 
-    async def _turn_comes(self, url: str, max_wait: float, ticket: Ticket | None) -> bool:
+    async def _wait_turn(self, url: str, max_wait: float, ticket: Ticket | None) -> asyncio.Semaphore:
+        """Our turn at the host: returns holding the host's lock, a share of its concurrency
+        (the semaphore it came from, which a reload may replace meanwhile) and, with a
+        ticket, a place."""
+        while True:
+            sem = self._sem
+            await sem.acquire()
+            try:
+                await self._lock.acquire()  # one start decision at a time for this host
+                try:
+                    if await self._ready(url, max_wait, ticket):
+                        return sem
+                except BaseException:
+                    self._lock.release()
+                    raise
+            except BaseException:
+                sem.release()
+                raise
+            # no place free: wait for one without the host's turn or its share of the host's
+            # concurrency. Holding them, this would stall every page of the host, and the
+            # pages that hold the places may be waiting for this host (a redirect to it): with
+            # few places the pass hung for good. Then the turn is waited for again.
+            self._lock.release()
+            sem.release()
+            assert ticket is not None  # _ready is False only with one
+            await ticket.take()
+
+    async def _ready(self, url: str, max_wait: float, ticket: Ticket | None) -> bool:
         """With the host's lock held: wait for the request let out before to start, for the
         gap and any pause; then take a place if one is free. False when none was."""
         while self._unsent is not None:  # the request let out before ours has not started yet
