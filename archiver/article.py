@@ -37,11 +37,9 @@ def rule_on(name: str) -> bool:
     return name in switches.active
 
 
-_SPACES = re.compile(r"\s+")
-
-
 def clean_text(s: str) -> str:
-    return _SPACES.sub(" ", s or "").strip()
+    # str.split() splits on exactly what \s matches, at a fraction of a regex's cost
+    return " ".join(s.split()) if s else ""
 
 
 _NOT_BODY = ("figure", "figcaption", "picture", "img", "aside", "nav", "form", "button", "footer", "noscript")

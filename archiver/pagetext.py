@@ -39,9 +39,15 @@ _BLOCK = frozenset({"div", "section", "article", "header", "footer", "nav", "asi
                     "form", "fieldset", "legend", "details", "summary", "tr", "caption", "thead", "tbody",
                     "tfoot", "dt", "dd", "center", "hgroup", "dialog", "menu", "body", "html",
                     "ul", "ol", "picture", "time-block"}) | _PARA
-_WS = re.compile(r"[\s\u00a0\u200b\u2028\u2029]+")
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 BLANK = None
+
+
+def _collapse(s: str) -> str:
+    """Rule 6 on one line: runs of whitespace (what str.split() splits on, which is what a
+    regex's \\s matches: NBSP and the line separators included) and zero-width spaces become
+    one space, the ends stripped; a fifth of a regex's cost."""
+    return " ".join(s.replace("\u200b", " ").split()) if s else ""
 
 
 def _hidden(el: etree._Element) -> bool:
@@ -59,7 +65,7 @@ class _Renderer:
         self.prefix: str | None = None  # a list marker waiting for the item's first line
 
     def flush(self) -> None:
-        text = _WS.sub(" ", "".join(self.line)).strip()
+        text = _collapse("".join(self.line))
         self.line = []
         if text:
             if self.prefix is not None:
@@ -84,7 +90,7 @@ class _Renderer:
             self.flush()
             return
         if tag == "img":
-            alt = _WS.sub(" ", el.get("alt") or "").strip()
+            alt = _collapse(el.get("alt") or "")
             if alt:
                 self.flush()
                 self.line = [alt]
