@@ -72,6 +72,9 @@ def _sqlite_engine(path: Path, readonly: bool) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
+        # SQLite's default page cache is 2 MB per connection, and a pool keeps several; the
+        # index's pages are in the OS's cache anyway (1.5 MB less at 1,000 articles)
+        cur.execute("PRAGMA cache_size=-512")  # KiB
         cur.close()
 
     return engine
