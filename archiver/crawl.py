@@ -147,8 +147,8 @@ class Pass:
         """The candidates to fetch: not settled already, not waiting out an HTTP failure;
         those whose feed/sitemap title or summary already match first, so a long pass
         archives the likely articles early (the page still decides)."""
-        known = self.index.known_articles(run.name)
-        waiting = self.index.failures_not_due(run.name, datetime.now(timezone.utc))
+        known = self.index.known_articles(run.name, [c.url for c in candidates])
+        waiting = self.index.failures_not_due(run.name, datetime.now(timezone.utc), [c.url for c in candidates])
         todo = [c for c in candidates if c.url not in known and c.url not in waiting]
         run.stats.skipped_known = sum(1 for c in candidates if c.url in known)
         run.stats.not_due = len(candidates) - len(todo) - run.stats.skipped_known

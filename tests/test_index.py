@@ -168,3 +168,32 @@ def test_a_frontier_read_of_a_broken_database_fails_naming_the_index(tmp_path: P
                      lambda: frontier.is_settled(idx, 1)):
             with pytest.raises(StorageError, match=f"cannot read index {tmp_path / 'index.sqlite3'}: no such table"):
                 read()
+
+
+def test_what_a_pass_asks_of_its_candidates_is_what_the_whole_outlet_would_answer(tmp_path: Path):
+    from datetime import datetime, timezone
+
+    from archiver.index import DUPLICATE, FAILED, OFF_TOPIC
+
+    with Index.open(tmp_path) as idx:
+        for i in range(1000):  # more than one IN (...) of URLs
+            state = (ARCHIVED, OFF_TOPIC, DUPLICATE, FAILED)[i % 4]
+            row = _row(f"http://x/{i}", state)
+            row.final_url = f"http://x/final/{i}" if i % 10 == 0 else row.url
+            row.status = 404 if state == FAILED else 200
+            if state == FAILED:  # just now: a 404 is not asked again for a while
+                row.fetched_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            idx.add(row)
+        idx.add(CaptureRow(outlet="other", kind="article", state=ARCHIVED, url="http://x/elsewhere",
+                           fetched_at="2026-01-01T00:00:00.000000Z", warc_file="a.warc.gz"))
+        candidates = [f"http://x/{i}" for i in range(0, 1200, 3)] + [f"http://x/final/{i}" for i in range(0, 1000, 20)]
+        candidates += ["http://x/elsewhere", "http://x/3", "http://x/3"]  # another outlet's; asked twice
+        known = idx.known_articles("o")
+        assert len(known) == 750 + 100  # settled rows' URLs, and the final URLs that differ
+        assert idx.known_articles("o", candidates) == known.intersection(candidates)
+        assert "http://x/final/20" in idx.known_articles("o", candidates)  # found by where it led
+        assert idx.known_articles("o", []) == set()
+        now = datetime.now(timezone.utc)
+        waiting = idx.failures_not_due("o", now)
+        assert len(waiting) == 250
+        assert idx.failures_not_due("o", now, candidates) == waiting.intersection(candidates) != set()

@@ -32,6 +32,12 @@ from .texts import PAGE_TEXT_LEVEL, PageTextQueries
 
 log = logging.getLogger("archiver.index")
 
+# built once, values given at execution: a statement built per row with .values() costs
+# SQLAlchemy a new cache key over every bound value (a fifth of the crawl's main-process CPU)
+_INSERT_CAPTURE = insert(schema.captures).returning(schema.captures.c.id)
+_INSERT_PAGE_TEXT = insert(schema.page_texts)
+_IN_CHUNK = 400  # URLs per IN (...): SQLite before 3.32 allows 999 bound parameters, two columns each
+
 
 
 class CaptureWatcher(Protocol):
@@ -156,11 +162,11 @@ class Index(PassQueries, OverviewQueries, PageTextQueries, OutboxQueries, PollQu
         queue = self.alerts.plan(row, self) if self.alerts is not None else None
         entries: list[OutboxRow] = []
         with self.transaction(crash_point=True) as c:
-            row.id = c.execute(insert(schema.captures).values(values).returning(schema.captures.c.id)).scalar_one()
+            row.id = c.execute(_INSERT_CAPTURE, values).scalar_one()
             if page is not None:
-                c.execute(insert(schema.page_texts).values(
-                    capture_id=row.id, title=page.title or None, published=page.published or None,
-                    text_z=zlib.compress(page.text.encode("utf-8"), PAGE_TEXT_LEVEL)))
+                c.execute(_INSERT_PAGE_TEXT, {
+                    "capture_id": row.id, "title": page.title or None, "published": page.published or None,
+                    "text_z": zlib.compress(page.text.encode("utf-8"), PAGE_TEXT_LEVEL)})
             if frontier_id is not None:
                 f = schema.frontier
                 c.execute(update(f).where(f.c.id == frontier_id).values(
@@ -191,11 +197,29 @@ class Index(PassQueries, OverviewQueries, PageTextQueries, OutboxQueries, PollQu
                 c.execute(schema.outbox.delete().where(schema.outbox.c.capture_id.in_(list(ids[i:i + 500])),
                                                        schema.outbox.c.delivered_at.is_(None)))
 
-    def known_articles(self, outlet: str) -> set[str]:
-        """URLs of this outlet already settled (archived, off topic): not fetched again."""
-        rows = self._rows("SELECT url, final_url FROM captures WHERE outlet = :o AND kind = 'article' "
-                          "AND state IN (:a, :b, :c)", o=outlet, a=ARCHIVED, b=OFF_TOPIC, c=DUPLICATE)
-        return {u for r in rows for u in (r["url"], r["final_url"]) if u}
+    def known_articles(self, outlet: str, among: Sequence[str] | None = None) -> set[str]:
+        """URLs of this outlet already settled (archived, off topic): not fetched again. With
+        `among`, only those of these URLs: a pass asks about its candidates, a few hundred
+        rows read however large the outlet's archive has grown."""
+        cap = schema.captures
+        q = select(cap.c.url, cap.c.final_url).where(cap.c.outlet == outlet, cap.c.kind == "article",
+                                                     cap.c.state.in_((ARCHIVED, OFF_TOPIC, DUPLICATE)))
+        found = {u for r in self._matching(q, among, cap.c.url, cap.c.final_url) for u in r if u}
+        return found if among is None else found.intersection(among)
+
+    def _matching(self, q: Any, among: Sequence[str] | None, *columns: Any) -> list[Any]:
+        """The rows of `q`; with `among`, only those where one of `columns` is among these
+        values (asked _IN_CHUNK at a time: SQLite's limit on bound parameters)."""
+        if among is None:
+            with self.reading() as c:
+                return list(c.execute(q))
+        values = list(dict.fromkeys(among))
+        rows: list[Any] = []
+        with self.reading() as c:
+            for i in range(0, len(values), _IN_CHUNK):
+                chunk = values[i:i + _IN_CHUNK]
+                rows += c.execute(q.where(or_(*(col.in_(chunk) for col in columns))))
+        return rows
 
     def article_totals(self) -> dict[str, int]:
         """Counted in URLs, not attempts: passes run; articles archived; new versions archived;
@@ -224,17 +248,18 @@ class Index(PassQueries, OverviewQueries, PageTextQueries, OutboxQueries, PollQu
                                             - want).total_seconds()))
         return self.get(best["id"])
 
-    def failures_not_due(self, outlet: str, now: datetime) -> set[str]:
+    def failures_not_due(self, outlet: str, now: datetime, among: Sequence[str] | None = None) -> set[str]:
         """Candidate URLs of this outlet whose HTTP failures say not to ask yet, or never
-        (410, a 404 that stayed; see retry.py)."""
-        rows = self._rows("SELECT url, status, fetched_at FROM captures WHERE outlet = :o AND kind = 'article' "
-                          "AND state = :f AND (status IN (404, 410) OR status >= 500) ORDER BY id",
-                          o=outlet, f=FAILED)
+        (410, a 404 that stayed; see retry.py). With `among`, only those of these URLs."""
+        cap = schema.captures
+        q = (select(cap.c.id, cap.c.url, cap.c.status, cap.c.fetched_at)
+             .where(cap.c.outlet == outlet, cap.c.kind == "article", cap.c.state == FAILED,
+                    or_(cap.c.status.in_((404, 410)), cap.c.status >= 500)))
         seen: dict[str, tuple[list[int], str]] = {}
-        for r in rows:
-            statuses, _ = seen.setdefault(r["url"], ([], ""))
-            statuses.append(r["status"])
-            seen[r["url"]] = (statuses, r["fetched_at"])
+        for r in sorted(self._matching(q, among, cap.c.url), key=lambda r: r.id):
+            statuses, _ = seen.setdefault(r.url, ([], ""))
+            statuses.append(r.status)
+            seen[r.url] = (statuses, r.fetched_at)
         out = set()
         for url, (statuses, last) in seen.items():
             when = next_try(statuses, parse_iso(last))
