@@ -11,8 +11,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from sqlalchemy import (Connection, Engine, and_, create_engine, func, insert, inspect, or_, select, text,
-                        update)
+from sqlalchemy import (Connection, Engine, and_, bindparam, create_engine, func, insert, inspect, or_, select,
+                        text, update)
 from sqlalchemy.engine import RowMapping, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -37,6 +37,32 @@ log = logging.getLogger("archiver.index")
 _INSERT_CAPTURE = insert(schema.captures).returning(schema.captures.c.id)
 _INSERT_PAGE_TEXT = insert(schema.page_texts)
 _IN_CHUNK = 400  # URLs per IN (...): SQLite before 3.32 allows 999 bound parameters, two columns each
+
+
+def _latest_query(kinds: tuple[str, ...]) -> Any:
+    cap = schema.captures
+    kind = cap.c.kind == kinds[0] if len(kinds) == 1 else cap.c.kind.in_(kinds)
+    return (select(cap).where(cap.c.final_url == bindparam("u"), kind, cap.c.state == ARCHIVED,
+                              cap.c.warc_file.is_not(None)).order_by(cap.c.id.desc()).limit(1))
+
+
+_LATEST: dict[tuple[str, ...], Any] = {}
+
+
+def _latest(kinds: tuple[str, ...]) -> Any:
+    """Index.latest's statement for these kinds, built once: asked for every requisite of every
+    page, a statement built per call (and an IN list expanded per call) cost 5x the query."""
+    q = _LATEST.get(kinds)
+    if q is None:
+        q = _LATEST[kinds] = _latest_query(kinds)
+    return q
+
+
+_LAST_IN_CHAIN = (select(schema.captures).where(schema.captures.c.url == bindparam("u"),
+                                                schema.captures.c.kind == "article",
+                                                schema.captures.c.state.in_(_KEPT))
+                  .order_by(schema.captures.c.id.desc()).limit(1))
+_GET = select(schema.captures).where(schema.captures.c.id == bindparam("i"))
 
 
 
@@ -269,10 +295,7 @@ class Index(PassQueries, OverviewQueries, PageTextQueries, OutboxQueries, PollQu
 
     def latest(self, url: str, kinds: tuple[str, ...]) -> CaptureRow | None:
         """The newest capture of `url` that has a full response in a WARC (for validators, refetch)."""
-        cap = schema.captures
-        q = (select(cap).where(cap.c.final_url == url, cap.c.kind.in_(kinds), cap.c.state == ARCHIVED,
-                               cap.c.warc_file.is_not(None)).order_by(cap.c.id.desc()).limit(1))
-        return self._one(q)
+        return self._one(_latest(tuple(kinds)), u=url)
 
     def last_article_outcome(self, url: str) -> CaptureRow | None:
         """The newest article capture of `url` that says whether the page is there: kept
@@ -300,14 +323,10 @@ class Index(PassQueries, OverviewQueries, PageTextQueries, OutboxQueries, PollQu
 
     def last_in_chain(self, url: str) -> CaptureRow | None:
         """The newest article capture of `url` (archived, unchanged or not modified)."""
-        cap = schema.captures
-        q = (select(cap).where(cap.c.url == url, cap.c.kind == "article", cap.c.state.in_(_KEPT))
-             .order_by(cap.c.id.desc()).limit(1))
-        return self._one(q)
+        return self._one(_LAST_IN_CHAIN, u=url)
 
     def get(self, capture_id: int) -> CaptureRow | None:
-        cap = schema.captures
-        return self._one(select(cap).where(cap.c.id == capture_id))
+        return self._one(_GET, i=capture_id)
 
     def by_record_id(self, record_id: str) -> CaptureRow | None:
         """The capture whose response (or revisit) record has this WARC-Record-ID."""
@@ -354,9 +373,9 @@ class Index(PassQueries, OverviewQueries, PageTextQueries, OutboxQueries, PollQu
         with self.reading() as c:
             return [RecordSpan(*r) for r in c.execute(q).all()]
 
-    def _one(self, q: Any) -> CaptureRow | None:
+    def _one(self, q: Any, **params: Any) -> CaptureRow | None:
         with self.reading() as c:
-            r = c.execute(q).mappings().first()
+            r = c.execute(q, params).mappings().first()
         return _row(r) if r is not None else None
 
     def _all(self, q: Any) -> list[CaptureRow]:
