@@ -49,6 +49,23 @@ def _is_block(el: etree._Element) -> bool:
 _NEEDS_CLEANING = re.compile(r"\s{2,}|[\t\n\r\f\v]")
 
 
+class _AsciiFast:
+    """A case-insensitive regex of lower-case words, searched on an ASCII string by its
+    case-sensitive twin on the lower-cased string: the same matches at a sixth of the cost
+    (re.IGNORECASE cannot skip ahead to a branch's first letter). Any other string, or a
+    pattern with capitals (an escape such as \\S), goes to the regex itself."""
+
+    def __init__(self, rx: re.Pattern[str]):
+        self.rx = rx
+        p = rx.pattern
+        self.lower = re.compile(p) if p.isascii() and p == p.lower() and rx.flags & re.IGNORECASE else None
+
+    def search(self, s: str) -> re.Match[str] | None:
+        if self.lower is not None and s.isascii():
+            return self.lower.search(s.lower())
+        return self.rx.search(s)
+
+
 def summary(root: html.HtmlElement) -> tuple[str, int]:
     """readability's main content of a parsed page (an HTML fragment, '' when it found none)
     and the characters of visible text on the whole page. `root` itself is only stripped of
@@ -64,7 +81,7 @@ def summary(root: html.HtmlElement) -> tuple[str, int]:
         text = el.text_content() or ""
         return len(clean(text)) if _NEEDS_CLEANING.search(text) else len(text.strip())
 
-    unlikely, maybe = REGEXES["unlikelyCandidatesRe"], REGEXES["okMaybeItsACandidateRe"]
+    unlikely, maybe = _AsciiFast(REGEXES["unlikelyCandidatesRe"]), _AsciiFast(REGEXES["okMaybeItsACandidateRe"])
     display_none = REGEXES["displayNoneRe"]
 
     class _Document(Document):
