@@ -197,3 +197,30 @@ def test_what_a_pass_asks_of_its_candidates_is_what_the_whole_outlet_would_answe
         waiting = idx.failures_not_due("o", now)
         assert len(waiting) == 250
         assert idx.failures_not_due("o", now, candidates) == waiting.intersection(candidates) != set()
+
+
+def test_asking_about_a_few_candidates_costs_the_same_however_large_the_outlets_archive(tmp_path: Path):
+    from datetime import datetime, timezone
+
+    from sqlalchemy import event
+
+    def work(archive: int) -> int:
+        """SQLite's virtual-machine steps (counted 100 at a time) to answer for 20 candidates."""
+        steps = [0]
+        with Index.open(tmp_path / str(archive)) as idx:
+            for i in range(archive):
+                idx.add(_row(f"http://x/{i}"))
+
+            def count() -> int:
+                steps[0] += 1
+                return 0
+
+            event.listen(idx.engine, "connect", lambda conn, _: conn.set_progress_handler(count, 100))
+            idx.engine.dispose()  # connections from now on count
+            candidates = [f"http://x/{i}" for i in range(0, 40, 2)] + ["http://x/new"]
+            assert idx.known_articles("o", candidates) == set(candidates[:-1])
+            assert idx.failures_not_due("o", datetime.now(timezone.utc), candidates) == set()
+        return steps[0]
+
+    small, large = work(100), work(4000)
+    assert large < 2 * small + 10, (small, large)  # read by URL, not the outlet's 4,000 rows

@@ -33,7 +33,7 @@ from .texts import PAGE_TEXT_LEVEL, PageTextQueries
 log = logging.getLogger("archiver.index")
 
 # built once, values given at execution: a statement built per row with .values() costs
-# SQLAlchemy a new cache key over every bound value (a fifth of the crawl's main-process CPU)
+# SQLAlchemy a new cache key over every bound value (Index.add was 13% of the crawl's main process)
 _INSERT_CAPTURE = insert(schema.captures).returning(schema.captures.c.id)
 _INSERT_PAGE_TEXT = insert(schema.page_texts)
 _IN_CHUNK = 400  # URLs per IN (...): SQLite before 3.32 allows 999 bound parameters, two columns each
@@ -225,20 +225,25 @@ class Index(PassQueries, OverviewQueries, PageTextQueries, OutboxQueries, PollQu
 
     def known_articles(self, outlet: str, among: Sequence[str] | None = None) -> set[str]:
         """URLs of this outlet already settled (archived, off topic): not fetched again. With
-        `among`, only those of these URLs: a pass asks about its candidates, a few hundred
-        rows read however large the outlet's archive has grown."""
+        `among`, only those of these URLs: a pass asks about its candidates, and reads their
+        rows, however large the outlet's archive has grown."""
         cap = schema.captures
-        q = select(cap.c.url, cap.c.final_url).where(cap.c.outlet == outlet, cap.c.kind == "article",
-                                                     cap.c.state.in_((ARCHIVED, OFF_TOPIC, DUPLICATE)))
-        found = {u for r in self._matching(q, among, cap.c.url, cap.c.final_url) for u in r if u}
-        return found if among is None else found.intersection(among)
+        q = select(cap.c.outlet, cap.c.url, cap.c.final_url).where(
+            cap.c.kind == "article", cap.c.state.in_((ARCHIVED, OFF_TOPIC, DUPLICATE)))
+        asked = None if among is None else list(among)
+        rows = self._matching(q, cap.c.outlet == outlet, asked, cap.c.url, cap.c.final_url)
+        found = {u for r in rows if r.outlet == outlet for u in (r.url, r.final_url) if u}
+        return found if asked is None else found.intersection(asked)
 
-    def _matching(self, q: Any, among: Sequence[str] | None, *columns: Any) -> list[Any]:
-        """The rows of `q`; with `among`, only those where one of `columns` is among these
-        values (asked _IN_CHUNK at a time: SQLite's limit on bound parameters)."""
+    def _matching(self, q: Any, whole: Any, among: list[str] | None, *columns: Any) -> list[Any]:
+        """The rows of `q` and `whole` (the outlet's); with `among`, the rows of `q` where one of
+        `columns` is among these values, asked _IN_CHUNK at a time (SQLite's limit on bound
+        parameters). The caller keeps the outlet's: with the outlet in the statement SQLite
+        would search by its (outlet, kind, state) index and read the whole outlet for each
+        chunk, where the URL indexes read the candidates' rows only."""
         if among is None:
             with self.reading() as c:
-                return list(c.execute(q))
+                return list(c.execute(q.where(whole)))
         values = list(dict.fromkeys(among))
         rows: list[Any] = []
         with self.reading() as c:
@@ -278,11 +283,12 @@ class Index(PassQueries, OverviewQueries, PageTextQueries, OutboxQueries, PollQu
         """Candidate URLs of this outlet whose HTTP failures say not to ask yet, or never
         (410, a 404 that stayed; see retry.py). With `among`, only those of these URLs."""
         cap = schema.captures
-        q = (select(cap.c.id, cap.c.url, cap.c.status, cap.c.fetched_at)
-             .where(cap.c.outlet == outlet, cap.c.kind == "article", cap.c.state == FAILED,
+        q = (select(cap.c.id, cap.c.outlet, cap.c.url, cap.c.status, cap.c.fetched_at)
+             .where(cap.c.kind == "article", cap.c.state == FAILED,
                     or_(cap.c.status.in_((404, 410)), cap.c.status >= 500)))
+        rows = self._matching(q, cap.c.outlet == outlet, None if among is None else list(among), cap.c.url)
         seen: dict[str, tuple[list[int], str]] = {}
-        for r in sorted(self._matching(q, among, cap.c.url), key=lambda r: r.id):
+        for r in sorted((r for r in rows if r.outlet == outlet), key=lambda r: r.id):
             statuses, _ = seen.setdefault(r.url, ([], ""))
             statuses.append(r.status)
             seen[r.url] = (statuses, r.fetched_at)
