@@ -53,12 +53,14 @@ class _AsciiFast:
     """A case-insensitive regex of lower-case words, searched on an ASCII string by its
     case-sensitive twin on the lower-cased string: the same matches at a sixth of the cost
     (re.IGNORECASE cannot skip ahead to a branch's first letter). Any other string, or a
-    pattern with capitals (an escape such as \\S), goes to the regex itself."""
+    pattern with capitals or escapes, goes to the regex itself."""
 
     def __init__(self, rx: re.Pattern[str]):
         self.rx = rx
         p = rx.pattern
-        self.lower = re.compile(p) if p.isascii() and p == p.lower() and rx.flags & re.IGNORECASE else None
+        # no backslash: an escape such as \x41 names a capital in lower-case letters
+        plain = p.isascii() and p == p.lower() and "\\" not in p
+        self.lower = re.compile(p, rx.flags & ~re.IGNORECASE) if plain and rx.flags & re.IGNORECASE else None
 
     def search(self, s: str) -> re.Match[str] | None:
         if self.lower is not None and s.isascii():

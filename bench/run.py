@@ -125,7 +125,7 @@ def reference(urls: Path, out: Path) -> dict:
     WARCWriter(gzip) -> readability-lxml on 2 processes, 16 connections as archiver's default),
     on `urls`, timed from outside as `crawl()` is (start-up counts). pages/s: the URLs given
     over the wall time."""
-    shutil.rmtree(out, ignore_errors=True)
+    set_aside(out)
     out.mkdir(parents=True)
     wanted = len(urls.read_text(encoding="utf-8").split())
     cmd = [sys.executable, str(SITE_TOOLS / "ref_pipeline.py"), "--urls", str(urls), "-c", "16", "--extract",
