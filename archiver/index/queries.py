@@ -35,6 +35,11 @@ log = logging.getLogger("archiver.index")
 # built once, values given at execution: a statement built per row with .values() costs
 # SQLAlchemy a new cache key over every bound value (Index.add was 13% of the crawl's main process)
 _INSERT_CAPTURE = insert(schema.captures).returning(schema.captures.c.id)
+# executed with a dict, an insert leaves out keys that name no column, where .values() raised:
+# a CaptureRow field without its column would be lost without a word
+_NO_COLUMN = set(_COLUMNS) - set(schema.captures.c.keys())
+if _NO_COLUMN:
+    raise RuntimeError(f"CaptureRow fields without a captures column: {', '.join(sorted(_NO_COLUMN))}")
 _INSERT_PAGE_TEXT = insert(schema.page_texts)
 _IN_CHUNK = 400  # URLs per IN (...): SQLite before 3.32 allows 999 bound parameters, two columns each
 
