@@ -88,9 +88,9 @@ class Pass:
         # and their results (candidate lists) are wanted here; articles go to worker processes
         self._parsers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="parse")
         self.extractors = ExtractorPool(c.extract.workers)
-        # articles fetched and not yet written or dropped, across all outlets: memory stays
-        # flat when fetching outpaces extraction (see polite.Ticket)
-        self.places = asyncio.Semaphore(c.fetch.concurrency)
+        # articles fetched and not yet written (polite.Ticket), and pages from their fetch to their
+        # requisites' end: across all outlets, memory stays flat when fetching outpaces the rest
+        self.places, self.pages = asyncio.Semaphore(c.fetch.concurrency), asyncio.Semaphore(c.fetch.concurrency)
         self.recorder = Recorder(cfg, index, self.root, new_writer or local_writer)
         index.watch(Alerts.for_pass(cfg, self.root))  # deliveries queued with the capture rows
         self.warcs = WarcFiles.for_root(self.root, index, store_settings(c.storage))
@@ -120,6 +120,7 @@ class Pass:
             # the hosts' gates go on: a new set would forget every last request time
             self.fetcher = Fetcher(cfg.config.fetch, gates=old_fetcher.gates, observer=old_fetcher.observer)
             self.places = asyncio.Semaphore(cfg.config.fetch.concurrency)
+            self.pages = asyncio.Semaphore(cfg.config.fetch.concurrency)
         self.fetcher.use_credentials(host_credentials(cfg.config.outlets))
         self.recorder.reconfigure(cfg)
         self.index.watch(Alerts.for_pass(cfg, self.root))
@@ -166,7 +167,8 @@ class Pass:
         Whatever goes wrong with this one candidate is its failure row; the pass goes on (only
         storage failures, which would cost every later capture too, stop it)."""
         try:
-            await self._candidate(c, run, previous)
+            async with self.pages:  # taken before any place or host turn: it waits holding nothing
+                await self._candidate(c, run, previous)
         except StorageError:
             raise
         except Exception as e:
@@ -431,8 +433,7 @@ class Pass:
                     await self.article(c, run)
                 raise self.storage_failed
 
-            n = min(len(lane), self.cfg.config.fetch.concurrency)
-            await _all_or_none(worker() for _ in range(n))
+            await _all_or_none(worker() for _ in range(min(len(lane), self.cfg.config.fetch.concurrency)))
             if given is None:
                 await self.refetch_due(run, started)
         except StorageError as e:

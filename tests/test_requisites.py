@@ -307,3 +307,60 @@ outlets:
     assert [s.archived for s in result.outlets] == [4, 4]
     # each image is named by one page of each outlet: fetched once, reused once
     assert sum(s.requisites for s in result.outlets) == 8 and sum(s.requisites_reused for s in result.outlets) == 8
+
+
+def test_pages_waiting_for_their_requisites_are_bounded_by_fetch_concurrency(tmp_path: Path):
+    """A page is held (its body, its text) from its fetch until its requisites are archived.
+    However many outlets run, no more pages than fetch.concurrency are held at once, so a slow
+    image host cannot make the pass hold every outlet's pages in memory."""
+    held = {"now": 0, "most": 0}
+
+    def page(body: bytes):
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(_ok(body))
+            await writer.drain()
+            held["now"] += 1
+            held["most"] = max(held["most"], held["now"])
+        return handler
+
+    def slow_image(rgb: tuple[int, int, int]):
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await asyncio.sleep(0.3)
+            writer.write(_ok(png(rgb), "image/png"))
+            await writer.drain()
+            held["now"] -= 1  # that page's one requisite is answered
+        return handler
+
+    no_robots = raw(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+    cdn_routes = {"/robots.txt": no_robots}
+    hosts = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+    servers = [RawServer({"/robots.txt": no_robots}, host=h) for h in hosts]
+    with RawServer(cdn_routes, host="127.0.0.4") as cdn, servers[0] as a, servers[1] as b, servers[2] as c:
+        outlets = []
+        for n, srv in enumerate((a, b, c)):
+            links = []
+            for i in range(5):
+                cdn_routes[f"/img/{n}-{i}.png"] = slow_image((n, i, 0))
+                srv.routes[f"/story-{i}"] = page(
+                    f'<html><body><p>Vietnam story {n}-{i}.</p><img src="{cdn.url(f"/img/{n}-{i}.png")}">'
+                    f'</body></html>'.encode())
+                links.append(srv.url(f"/story-{i}"))
+            srv.routes["/feed.xml"] = raw(_ok(_feed(links), "application/rss+xml"))
+            outlets.append(f'  - {{name: o{n}, feeds: ["{srv.url("/feed.xml")}"]}}')
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(f"""\
+storage: {{root: {tmp_path / 'root'}}}
+fetch: {{allow_private_networks: true, per_host_delay: 0, concurrency: 2, per_host_concurrency: 8}}
+extract: {{workers: 0}}
+capture: {{mode: requisites}}
+topics: [{{name: vietnam, any: [Vietnam]}}]
+outlets:
+""" + "\n".join(outlets) + "\n")
+
+        async def bounded() -> object:
+            return await asyncio.wait_for(run_pass(load_config(cfg)), timeout=60)
+
+        result = asyncio.run(bounded())
+    assert [s.archived for s in result.outlets] == [5, 5, 5]
+    assert sum(s.requisites for s in result.outlets) == 15
+    assert held["most"] <= 2, held  # 3 outlets x 2 workers each could hold 6
