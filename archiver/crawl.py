@@ -88,9 +88,9 @@ class Pass:
         # and their results (candidate lists) are wanted here; articles go to worker processes
         self._parsers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="parse")
         self.extractors = ExtractorPool(c.extract.workers)
-        # articles fetched and not yet written (polite.Ticket), and pages from their fetch to their
-        # requisites' end: across all outlets, memory stays flat when fetching outpaces the rest
-        self.places, self.pages = asyncio.Semaphore(c.fetch.concurrency), asyncio.Semaphore(c.fetch.concurrency)
+        # articles fetched and not yet written or dropped, across all outlets: memory stays
+        # flat when fetching outpaces extraction (see polite.Ticket)
+        self.places = asyncio.Semaphore(c.fetch.concurrency)
         self.recorder = Recorder(cfg, index, self.root, new_writer or local_writer)
         index.watch(Alerts.for_pass(cfg, self.root))  # deliveries queued with the capture rows
         self.warcs = WarcFiles.for_root(self.root, index, store_settings(c.storage))
@@ -120,7 +120,6 @@ class Pass:
             # the hosts' gates go on: a new set would forget every last request time
             self.fetcher = Fetcher(cfg.config.fetch, gates=old_fetcher.gates, observer=old_fetcher.observer)
             self.places = asyncio.Semaphore(cfg.config.fetch.concurrency)
-            self.pages = asyncio.Semaphore(cfg.config.fetch.concurrency)
         self.fetcher.use_credentials(host_credentials(cfg.config.outlets))
         self.recorder.reconfigure(cfg)
         self.index.watch(Alerts.for_pass(cfg, self.root))
@@ -148,8 +147,9 @@ class Pass:
         """The candidates to fetch: not settled already, not waiting out an HTTP failure;
         those whose feed/sitemap title or summary already match first, so a long pass
         archives the likely articles early (the page still decides)."""
-        known = self.index.known_articles(run.name, [c.url for c in candidates])
-        waiting = self.index.failures_not_due(run.name, datetime.now(timezone.utc), [c.url for c in candidates])
+        urls = [c.url for c in candidates]
+        known = self.index.known_articles(run.name, urls)
+        waiting = self.index.failures_not_due(run.name, datetime.now(timezone.utc), urls)
         todo = [c for c in candidates if c.url not in known and c.url not in waiting]
         run.stats.skipped_known = sum(1 for c in candidates if c.url in known)
         run.stats.not_due = len(candidates) - len(todo) - run.stats.skipped_known
@@ -167,8 +167,7 @@ class Pass:
         Whatever goes wrong with this one candidate is its failure row; the pass goes on (only
         storage failures, which would cost every later capture too, stop it)."""
         try:
-            async with self.pages:  # taken before any place or host turn: it waits holding nothing
-                await self._candidate(c, run, previous)
+            await self._candidate(c, run, previous)
         except StorageError:
             raise
         except Exception as e:
@@ -186,20 +185,20 @@ class Pass:
         except BaseException:
             ticket.release()
             raise
-        kept = None
         try:
             faults.check("candidate", c.url)
             if previous and full and not again and self._refetch_same(result, c, run, previous, full):
                 return
             kept = await self._fetched(result, c, run, previous, ticket, again)
+            # the page keeps its place until its requisites are archived, so at most
+            # fetch.concurrency pages are held; their fetches take no place, and a page waiting
+            # for a place holds no host's turn (polite.HostGate), so none waits for another
+            if kept is not None and self.cfg.capture_mode(run.outlet) in ("requisites", "auto"):
+                await self._requisites(*kept, run)
         finally:
             result.close()
             ticket.release()
             self.progress("article", 1, 0)
-        # after the page's place is given back: a page holding one while its requisites wait for
-        # their host's turn could starve the article that holds that turn waiting for a place
-        if kept is not None and self.cfg.capture_mode(run.outlet) in ("requisites", "auto"):
-            await self._requisites(*kept, run)
 
     def _refetch_same(self, result: FetchResult, c: Candidate, run: OutletRun, previous: CaptureRow,
                       full: CaptureRow) -> bool:
