@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import zlib
@@ -44,23 +45,14 @@ _INSERT_PAGE_TEXT = insert(schema.page_texts)
 _IN_CHUNK = 400  # URLs per IN (...): SQLite before 3.32 allows 999 bound parameters, two columns each
 
 
-def _latest_query(kinds: tuple[str, ...]) -> Any:
+@functools.cache
+def _latest(kinds: tuple[str, ...]) -> Any:
+    """Index.latest's statement for these kinds, built once: asked for every requisite of every
+    page, a statement built per call cost 5x the query."""
     cap = schema.captures
     kind = cap.c.kind == kinds[0] if len(kinds) == 1 else cap.c.kind.in_(kinds)
     return (select(cap).where(cap.c.final_url == bindparam("u"), kind, cap.c.state == ARCHIVED,
                               cap.c.warc_file.is_not(None)).order_by(cap.c.id.desc()).limit(1))
-
-
-_LATEST: dict[tuple[str, ...], Any] = {}
-
-
-def _latest(kinds: tuple[str, ...]) -> Any:
-    """Index.latest's statement for these kinds, built once: asked for every requisite of every
-    page, a statement built per call (and an IN list expanded per call) cost 5x the query."""
-    q = _LATEST.get(kinds)
-    if q is None:
-        q = _LATEST[kinds] = _latest_query(kinds)
-    return q
 
 
 _LAST_IN_CHAIN = (select(schema.captures).where(schema.captures.c.url == bindparam("u"),
