@@ -22,10 +22,10 @@ class PassClaims:
     """Claims within one process's pass of an outlet."""
 
     def kept_already(self, final_url: str, c: Candidate, run: OutletRun) -> bool:
-        return final_url in run.stats.archived_urls
+        return final_url in run.archived
 
     def claim(self, final_url: str, c: Candidate, run: OutletRun) -> bool:
-        if final_url in run.stats.archived_urls:
+        if final_url in run.archived:
             return False
-        run.stats.archived_urls.add(final_url)
+        run.archived.add(final_url)
         return True

@@ -413,6 +413,7 @@ class Pass:
         self.storage_failed = None
         run = self.start(outlet, self.index.start_pass(outlet.name, started, SOFTWARE, self.cfg.sha256))
         stats, error, lane = run.stats, None, self.lanes.lane()
+        run.archived = lane.pages
         try:
             if given is None:
                 candidates = await self.discover(run)

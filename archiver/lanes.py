@@ -54,6 +54,9 @@ class Lanes:
         # what it has read back
         self._db.execute(f"CREATE TABLE c (lane INTEGER NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT, {_COLUMNS})")
         self._db.execute("CREATE INDEX c_lane ON c (lane, seq)")
+        # the final URLs each lane's pass archived (see LanePages)
+        self._db.execute("CREATE TABLE k (lane INTEGER NOT NULL, url BLOB NOT NULL, PRIMARY KEY (lane, url))"
+                         " WITHOUT ROWID")
         self._ids = itertools.count(1)
         self.closed = False
 
@@ -73,9 +76,17 @@ class Lanes:
                                 (lane, after, BATCH)).fetchall()
         return [(r[0], Candidate(*map(_from_db, r[1:]))) for r in rows]
 
+    def has_page(self, lane: int, url: str) -> bool:
+        return self._db.execute("SELECT 1 FROM k WHERE lane = ? AND url = ?", (lane, _to_db(url))).fetchone() is not None
+
+    def add_page(self, lane: int, url: str) -> bool:
+        """True when the URL was not there yet."""
+        return self._db.execute("INSERT OR IGNORE INTO k (lane, url) VALUES (?, ?)", (lane, _to_db(url))).rowcount == 1
+
     def drop(self, lane: int, up_to: int | None = None) -> None:
         if up_to is None:
             self._db.execute("DELETE FROM c WHERE lane = ?", (lane,))
+            self._db.execute("DELETE FROM k WHERE lane = ?", (lane,))
         else:
             self._db.execute("DELETE FROM c WHERE lane = ? AND seq <= ?", (lane, up_to))
 
@@ -92,6 +103,7 @@ class Lane:
         self._batch: deque[Candidate] = deque()
         self._stored = 0  # candidates of this lane in the database, not read back yet
         self._after = 0  # the last seq read back
+        self.pages = LanePages(lanes, lane)
 
     def __len__(self) -> int:
         """Candidates not taken yet."""
@@ -132,6 +144,7 @@ class Lane:
         pass's `finally`, where an error would hide the one that ended the pass."""
         self._stored = 0
         self._batch.clear()
+        self.pages.forget()
         if not self._lanes.closed:
             try:
                 self._lanes.drop(self._lane)
@@ -139,4 +152,40 @@ class Lane:
                 log.warning("candidates left in the temporary database: %s", e)
 
 
-__all__ = ["Lanes", "Lane", "BATCH"]
+class LanePages:
+    """The final URLs a lane's outlet pass archived: two candidates redirected to one page give
+    one capture (claims.PassClaims). Held as a set, 10,000 of them were 1.7 MB that a pass
+    kept to its end; here they cost SQLite's page cache. When the database cannot take one
+    it is kept in memory instead: a page is never archived twice for want of a row."""
+
+    def __init__(self, lanes: Lanes, lane: int):
+        self._lanes, self._lane = lanes, lane
+        self._memory: set[str] = set()
+
+    def __contains__(self, url: object) -> bool:
+        if not isinstance(url, str):
+            return False
+        if url in self._memory:
+            return True
+        if self._lanes.closed:
+            return False
+        try:
+            return self._lanes.has_page(self._lane, url)
+        except (sqlite3.Error, UnicodeError) as e:
+            log.warning("archived pages cannot be looked up in the temporary database: %s", e)
+            return False
+
+    def add(self, url: str) -> None:
+        if not self._lanes.closed and url not in self._memory:
+            try:
+                self._lanes.add_page(self._lane, url)
+                return
+            except (sqlite3.Error, UnicodeError) as e:
+                log.warning("an archived page's URL kept in memory: the temporary database cannot take it (%s)", e)
+        self._memory.add(url)
+
+    def forget(self) -> None:
+        self._memory.clear()
+
+
+__all__ = ["Lanes", "Lane", "LanePages", "BATCH"]

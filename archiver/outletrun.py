@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .settings import Outlet
 from .topics import TopicMatcher
@@ -37,8 +38,6 @@ class OutletStats:
     requisites_failed: int = 0
     errors: list[str] = field(default_factory=list)  # discovery documents' and the pass's problems
     failures: list[str] = field(default_factory=list)  # the first failed articles, with their reasons
-    # final URLs archived in this pass: two candidates redirecting to one page give one capture
-    archived_urls: set[str] = field(default_factory=set, repr=False)
 
     def counts(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in ("discovered", "on_topic", "fetched", "archived", "robots",
@@ -52,6 +51,14 @@ class OutletStats:
             self.failures.append(f"{url}: {reason}")
 
 
+class ArchivedPages(Protocol):
+    """The final URLs an outlet's pass archived: a set, or the pass's lane (lanes.LanePages)."""
+
+    def __contains__(self, url: object) -> bool: ...
+
+    def add(self, url: str) -> None: ...
+
+
 @dataclass
 class OutletRun:
     """One outlet's pass in progress."""
@@ -60,6 +67,8 @@ class OutletRun:
     pass_id: int
     matcher: TopicMatcher
     stats: OutletStats
+    # two candidates redirected to one page give one capture (claims.PassClaims)
+    archived: ArchivedPages = field(default_factory=set, repr=False)
 
     @property
     def name(self) -> str:
