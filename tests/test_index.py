@@ -199,6 +199,40 @@ def test_what_a_pass_asks_of_its_candidates_is_what_the_whole_outlet_would_answe
         assert idx.failures_not_due("o", now, candidates) == waiting.intersection(candidates) != set()
 
 
+def test_candidate_lists_of_every_length_are_asked_in_a_few_statement_shapes(tmp_path: Path):
+    # SQLite prepares, and Python's sqlite3 keeps (128 a connection), a statement per SQL
+    # text; a text per list length held megabytes after a few passes over many outlets
+    from datetime import datetime, timezone
+
+    from sqlalchemy import event
+
+    texts: set[str] = set()
+    with Index.open(tmp_path) as idx:
+        for i in range(10):
+            idx.add(_row(f"http://x/{i}"))
+        event.listen(idx.engine, "before_cursor_execute", lambda conn, cur, sql, *a: texts.add(sql))
+        now = datetime.now(timezone.utc)
+        for n in range(1, 901):
+            urls = [f"http://x/{i}" for i in range(n)]
+            assert idx.known_articles("o", urls) == {f"http://x/{i}" for i in range(min(n, 10))}
+            assert idx.failures_not_due("o", now, urls) == set()
+    asked = [t for t in texts if " IN (" in t]
+    assert 2 <= len(asked) <= 2 * 8, len(asked)  # two queries, each in at most 8 shapes (one per length: 800)
+
+
+def test_an_in_list_is_padded_with_its_last_value_to_a_few_lengths():
+    from archiver.index.inlists import chunks, padded
+
+    assert padded([], 400) == []
+    assert padded([1, 2, 3], 400) == [1, 2, 3, 3, 3, 3, 3, 3]
+    assert [len(padded(list(range(n)), 400)) for n in (8, 9, 17, 129, 257, 400)] == [8, 16, 32, 256, 400, 400]
+    got = list(chunks(list(range(1000)), 400))
+    assert [len(c) for c in got] == [400, 400, 256]
+    assert list(dict.fromkeys(v for c in got for v in c)) == list(range(1000))
+    with pytest.raises(ValueError, match="401 values is over its limit of 400"):
+        padded(list(range(401)), 400)
+
+
 def test_asking_about_a_few_candidates_costs_the_same_however_large_the_outlets_archive(tmp_path: Path):
     from datetime import datetime, timezone
 

@@ -22,6 +22,7 @@ from ..clock import parse_iso
 from ..errors import StorageError
 from ..retry import next_try
 from .database import _reason, _sqlite_engine, display_url, index_url, migrate
+from .inlists import chunks
 from .records import (ARCHIVED, DUPLICATE, FAILED, NOT_MODIFIED, OFF_TOPIC, UNCHANGED, CaptureRow, OutboxRow, PageText,
                       RecordSpan, _COLUMNS, _JSON_FIELDS, _KEPT, _row)
 
@@ -244,8 +245,7 @@ class Index(PassQueries, OverviewQueries, PageTextQueries, OutboxQueries, PollQu
         values = list(dict.fromkeys(among))
         rows: list[Any] = []
         with self.reading() as c:
-            for i in range(0, len(values), _IN_CHUNK):
-                chunk = values[i:i + _IN_CHUNK]
+            for chunk in chunks(values, _IN_CHUNK):
                 rows += c.execute(q.where(or_(*(col.in_(chunk) for col in columns))))
         return rows
 
@@ -343,8 +343,8 @@ class Index(PassQueries, OverviewQueries, PageTextQueries, OutboxQueries, PollQu
         cap = schema.captures
         ids = sorted(set(record_ids))
         found: list[CaptureRow] = []
-        for i in range(0, len(ids), 500):  # bounded IN lists (SQLite's parameter limit)
-            found += self._all(select(cap).where(cap.c.discovered_via_record_id.in_(ids[i:i + 500]),
+        for chunk in chunks(ids, 500):  # bounded IN lists (SQLite's parameter limit)
+            found += self._all(select(cap).where(cap.c.discovered_via_record_id.in_(chunk),
                                                  cap.c.kind.in_(list(kinds)), cap.c.warc_file.is_not(None)))
         return sorted(found, key=lambda r: r.id or 0)
 

@@ -9,6 +9,7 @@ from typing import Iterator, Sequence
 from sqlalchemy import func, select, update
 
 from .. import schema
+from .inlists import chunks
 from .records import (ARCHIVED, NOT_MODIFIED, OFF_TOPIC, UNCHANGED, CaptureRow, PageText, _row)
 
 # zlib level of page_texts.text_z: on the bench site's 10,016 pages, 5.8 KB of text became
@@ -42,9 +43,9 @@ class PageTextQueries:
         (a long walk holds no transaction open, nor more than a batch of texts)."""
         cap, pt = schema.captures, schema.page_texts
         wanted = sorted(ids)
-        for i in range(0, len(wanted), batch):
+        for chunk in chunks(wanted, batch):
             q = (select(cap, pt.c.title.label("page_title_"), pt.c.published.label("page_published_"), pt.c.text_z)
-                 .join(pt, pt.c.capture_id == cap.c.id).where(cap.c.id.in_(wanted[i:i + batch])).order_by(cap.c.id))
+                 .join(pt, pt.c.capture_id == cap.c.id).where(cap.c.id.in_(chunk)).order_by(cap.c.id))
             with self.reading() as c:
                 got = [dict(r) for r in c.execute(q).mappings()]
             for d in got:
