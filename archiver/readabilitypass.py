@@ -29,10 +29,12 @@ def _cleaner():
         safe_attrs_only=False)
 
 _CLASSED = etree.XPath(".//*[@class or @id]")
-_IN_CODE = etree.XPath("boolean(ancestor-or-self::pre | ancestor-or-self::code)")
-_HOLDS_ARTICLE = etree.XPath(
-    "boolean(descendant-or-self::main | descendant-or-self::article | descendant-or-self::math)")
 _BODY_TEXT = etree.XPath("string(//body)")
+
+
+def _in_code(el: etree._Element) -> bool:
+    """ancestor-or-self::pre | ancestor-or-self::code, without an XPath evaluation per element."""
+    return el.tag in ("pre", "code") or next(el.iterancestors("pre", "code"), None) is not None
 
 
 # readability's divToPElementsRe, read on tag names: "<p" in markup also starts <pre>, <param>,
@@ -143,13 +145,25 @@ def summary(root: html.HtmlElement) -> tuple[str, int]:
                         child.drop_tree()
 
         # readability 0.9's rule, same decisions: it visits every element and formats a debug
-        # line for each removal; only elements with a class or id can match, and the
-        # structure tests are compiled once
+        # line for each removal; only elements with a class or id can match, the structure
+        # tests are compiled once, and the elements holding a main, article or math element
+        # are found once by walking up from those (a descendant search from every unlikely
+        # element read each one's whole subtree). Removing an element that holds none of
+        # them leaves every other element's answer as it was.
         def remove_unlikely_candidates(self):
+            holders = set()
+            for found in self.html.iter("main", "article", "math"):
+                if found in holders:
+                    continue
+                holders.add(found)
+                for up in found.iterancestors():
+                    if up in holders:
+                        break
+                    holders.add(up)
             for elem in _CLASSED(self.html):
                 s = f"{elem.get('class', '')} {elem.get('id', '')}"
                 if (unlikely.search(s) and not maybe.search(s) and elem.tag not in ("html", "body")
-                        and not _IN_CODE(elem) and not _HOLDS_ARTICLE(elem)):
+                        and elem not in holders and not _in_code(elem)):
                     elem.drop_tree()
 
     document = _Document(root)

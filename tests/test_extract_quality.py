@@ -125,6 +125,15 @@ LAYOUT = f"""<html>{HEAD}<body><div id='wrap'><div class='top'>Coast News<br>Loc
 story</a>, with a few words between them.</div></div></body></html>"""
 
 
+# elements whose class or id readability finds unlikely, kept for what they hold: an article,
+# a main (with an article nested in it), math, or for sitting in a <pre> or <code>
+UNLIKELY = f"""<html>{HEAD}<body><div class='sidebar'><div class='menu'><main><div class='share-bar'>
+<article><h1>Harbour reopens after repairs</h1>{paras(STORY[:3])}
+<pre><span class='comment'>tide table: 06:10 high, 12:25 low</span></pre>{paras(STORY[3:])}</article></div></main></div></div>
+<div class='letters'>{paras(STORY[:2])}</div><div id='footer'><math><mi>x</mi></math>
+<code><b class='sponsor'>{STORY[1]}</b></code></div><div class='social'>Share this</div></body></html>"""
+
+
 def test_the_faster_readability_pass_chooses_as_readability_does():
     from lxml import html as lxml_html
     from readability import Document
@@ -132,7 +141,7 @@ def test_the_faster_readability_pass_chooses_as_readability_does():
     from archiver.htmldoc import parse_document
     from archiver.readabilitypass import summary
 
-    for page in (LAYOUT, THREAD, COMENTARIOS, CREDITS, TWEET, BRIEFING, DOUBTFUL):
+    for page in (LAYOUT, THREAD, COMENTARIOS, CREDITS, TWEET, BRIEFING, DOUBTFUL, UNLIKELY):
         theirs = Document(parse_document(page)).summary(html_partial=True)
         ours, page_chars = summary(parse_document(page))
         assert lxml_html.fromstring(ours).text_content() == lxml_html.fromstring(theirs).text_content()
