@@ -79,9 +79,8 @@ class Lanes:
     def has_page(self, lane: int, url: str) -> bool:
         return self._db.execute("SELECT 1 FROM k WHERE lane = ? AND url = ?", (lane, _to_db(url))).fetchone() is not None
 
-    def add_page(self, lane: int, url: str) -> bool:
-        """True when the URL was not there yet."""
-        return self._db.execute("INSERT OR IGNORE INTO k (lane, url) VALUES (?, ?)", (lane, _to_db(url))).rowcount == 1
+    def add_page(self, lane: int, url: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO k (lane, url) VALUES (?, ?)", (lane, _to_db(url)))
 
     def drop(self, lane: int, up_to: int | None = None) -> None:
         if up_to is None:
